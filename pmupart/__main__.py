@@ -1,0 +1,3 @@
+from pmupart.cli import main
+
+main()

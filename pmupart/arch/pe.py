@@ -1,0 +1,1090 @@
+"""One processing element's PMUv3, with EL2 implemented: the architecture core of pmupart.
+
+Everything here follows ``spec/pmuv3-semantics.md`` (cited as "spec §N"), which in turn
+cites the Arm ARM DDI0487 M.a.a sections given after it.  The PE is in Non-secure state;
+EL3 is not implemented (so NSK/NSU/M/SH are RES0 and MDCR_EL3 never intervenes);
+``EL2Enabled()`` is TRUE whenever EL2 is implemented.
+
+The public surface is DESIGN.md's contract::
+
+    pe = PE.from_core("cortex-a76")
+    pe.el = 1
+    pe.write("PMEVTYPER0_EL0", 0x08)          # Access(outcome=Outcome.OK, value=None)
+    pe.count({"INST_RETIRED": 10**9})         # arithmetic, not a loop
+    pe.read("PMEVCNTR0_EL0").value
+    pe.pmuirq
+
+Counting is arithmetic (spec §6): a block passed to :meth:`PE.count` adds each event's
+count to every counter that counts it, with the number of overflows (and so of CHAIN
+events) computed from carries, never by iteration.  Which counters count at each EL is
+cached and the cache is dropped only by writes to the registers that decide it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import IntEnum
+
+from pmupart.arch.cores import Core, get_core
+from pmupart.arch.events import BASE_EVENTS, GENERATED_EVENTS, Event, event_number
+from pmupart.arch.features import PMUVer
+from pmupart.arch.policy import (
+    ChainStraddle,
+    FreezeChain,
+    NoFgtCounterAccess,
+    NoFgtUnimplementedAccess,
+    Policies,
+    ReservedHpmn,
+    UnknownReadback,
+)
+from pmupart.arch.sysreg import BY_NAME, RegDef, check_value, lookup
+
+M32 = (1 << 32) - 1
+M64 = (1 << 64) - 1
+CYCLE_IDX = 31  #: pseudo-index of PMCCNTR_EL0 (bit C), spec §1
+ICNTR_IDX = 32  #: pseudo-index of PMICNTR_EL0 (bit F0), spec §1
+C_BIT = 1 << CYCLE_IDX
+F0_BIT = 1 << ICNTR_IDX
+_EV_CPU_CYCLES = int(Event.CPU_CYCLES)
+_EV_INST_RETIRED = int(Event.INST_RETIRED)
+_EV_CHAIN = int(Event.CHAIN)
+_EV_SW_INCR = int(Event.SW_INCR)
+
+# Register field positions used on hot paths (the table in sysreg.txt is the source;
+# these are checked against it at import time below).
+_PMCR_E, _PMCR_P, _PMCR_C, _PMCR_D, _PMCR_X = 1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 4
+_PMCR_DP, _PMCR_LC, _PMCR_LP, _PMCR_FZO, _PMCR_FZS = 1 << 5, 1 << 6, 1 << 7, 1 << 9, 1 << 32
+_MDCR_TPMCR, _MDCR_TPM, _MDCR_HPME, _MDCR_HPMD = 1 << 5, 1 << 6, 1 << 7, 1 << 17
+_MDCR_HCCD, _MDCR_HLP, _MDCR_HPMFZO = 1 << 23, 1 << 26, 1 << 29
+_HCR_TGE, _HCR_E2H = 1 << 27, 1 << 34
+_FILT_P, _FILT_U, _FILT_NSH = 1 << 31, 1 << 30, 1 << 27
+_USERENR = {"EN": 1 << 0, "SW": 1 << 1, "CR": 1 << 2, "ER": 1 << 3, "UEN": 1 << 4,
+            "IR": 1 << 5, "TID": 1 << 6}
+
+
+def _check_positions() -> None:
+    pairs = [("PMCR_EL0", "E", _PMCR_E), ("PMCR_EL0", "DP", _PMCR_DP),
+             ("PMCR_EL0", "LP", _PMCR_LP), ("PMCR_EL0", "FZO", _PMCR_FZO),
+             ("PMCR_EL0", "LC", _PMCR_LC), ("PMCR_EL0", "D", _PMCR_D),
+             ("MDCR_EL2", "HPME", _MDCR_HPME), ("MDCR_EL2", "HPMD", _MDCR_HPMD),
+             ("MDCR_EL2", "HCCD", _MDCR_HCCD), ("MDCR_EL2", "HLP", _MDCR_HLP),
+             ("MDCR_EL2", "HPMFZO", _MDCR_HPMFZO), ("MDCR_EL2", "TPM", _MDCR_TPM),
+             ("MDCR_EL2", "TPMCR", _MDCR_TPMCR), ("HCR_EL2", "TGE", _HCR_TGE),
+             ("HCR_EL2", "E2H", _HCR_E2H), ("PMEVTYPER0_EL0", "NSH", _FILT_NSH),
+             ("PMEVTYPER0_EL0", "P", _FILT_P), ("PMEVTYPER0_EL0", "U", _FILT_U)]
+    for reg, fld, bit in pairs:
+        assert BY_NAME[reg].field(fld).mask == bit, (reg, fld)
+    for fld, bit in _USERENR.items():
+        assert BY_NAME["PMUSERENR_EL0"].field(fld).mask == bit, fld
+
+
+_check_positions()
+
+
+class Outcome(IntEnum):
+    """What an MRS/MSR did (DESIGN.md decision 2)."""
+
+    OK = 0
+    UNDEFINED = 1
+    TRAP_EL1 = 2
+    TRAP_EL2 = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """The architectural result of one register access: outcome, and the value of a read."""
+
+    outcome: Outcome
+    value: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+
+_UNDEF = Access(Outcome.UNDEFINED)
+_TRAP_EL1 = Access(Outcome.TRAP_EL1)
+_TRAP_EL2 = Access(Outcome.TRAP_EL2)
+_OK_WRITE = Access(Outcome.OK)
+
+
+@dataclass(frozen=True, slots=True)
+class PMUSnapshot:
+    """Every piece of PMU state, as EL2 would see it (for checkers and tests)."""
+
+    evcntr: tuple[int, ...]
+    evtyper: tuple[int, ...]
+    pmccntr: int
+    pmccfiltr: int
+    pmicntr: int
+    pmicfiltr: int
+    pmcr: int
+    pmcnten: int
+    pmovs: int
+    pminten: int
+    pmselr: int
+    pmuserenr: int
+    pmuacr: int
+    mdcr_el2: int
+    pmuirq: bool
+
+
+class _Plan:
+    """Which counters count at one EL, computed from the registers (spec §5)."""
+
+    __slots__ = (
+        "by_event",
+        "chain_odd",
+        "chain_ok",
+        "cycle",
+        "cycle_frz",
+        "fz_r1",
+        "fz_r2",
+        "icnt",
+        "icnt_frz",
+        "lp_mask",
+        "r1_frz",
+        "r2_frz",
+    )
+
+    def __init__(self) -> None:
+        self.by_event: dict[int, tuple[int, ...]] = {}
+        self.chain_odd: int = 0  # bitmask of odd counters counting CHAIN
+        self.chain_ok: int = 0  # bitmask of even counters whose overflow may chain onwards
+        self.lp_mask: int = 0  # counters overflowing at 64 bits
+        self.cycle: bool = False
+        self.icnt: bool = False
+        self.fz_r1: int = 0  # PMOVS bits whose being set freezes the first range (0: FZO off)
+        self.fz_r2: int = 0  # ... the second range (0: HPMFZO off)
+        self.r1_frz: int = 0  # counters frozen when the first range freezes
+        self.r2_frz: int = 0
+        self.cycle_frz: bool = False  # PMCCNTR stops on first-range freeze (DP = 1)
+        self.icnt_frz: bool = False
+
+
+class PE:
+    """One PE's PMUv3 (spec §1-§9), EL2 implemented, EL3 not, Non-secure.
+
+    Feature flags combine freely; a combination no shipped core has is a what-if and
+    draws a warning, not a refusal (DESIGN.md).  ``PE.from_core`` gives real combinations.
+    """
+
+    def __init__(
+        self,
+        num_counters: int = 6,
+        pmuver: PMUVer | str | int = PMUVer.V3P1,
+        *,
+        fgt: bool = False,
+        fgt2: bool = False,
+        hpmn0: bool = False,
+        icntr: bool = False,
+        aarch32: bool = False,
+        el2: bool = True,
+        vhe: bool = True,
+        mtpmu: bool = False,
+        spe1p2: bool = False,
+        events: frozenset[int] | None = None,
+        implementer: int = 0x41,
+        slots: int = 0,
+        policies: Policies | None = None,
+        core: Core | None = None,
+    ) -> None:
+        if isinstance(num_counters, bool) or not isinstance(num_counters, int):
+            raise TypeError(f"num_counters must be an int, not {type(num_counters).__name__}")
+        if not 0 <= num_counters <= 31:
+            raise ValueError("num_counters (PMCR_EL0.N) must be 0..31 (ARM §D13.1), "
+                             f"not {num_counters}")
+        self.pmuver = PMUVer.parse(pmuver)
+        self.num_counters = num_counters
+        self.core = core
+        self.policies = policies or Policies()
+        feats = set(self.pmuver.features)
+        for flag, feat in ((fgt, "FEAT_FGT"), (fgt2, "FEAT_FGT2"), (hpmn0, "FEAT_HPMN0"),
+                           (icntr, "FEAT_PMUv3_ICNTR"), (aarch32, "FEAT_AA32"),
+                           (vhe, "FEAT_VHE"), (mtpmu, "FEAT_MTPMU"), (spe1p2, "FEAT_SPEv1p2")):
+            if flag:
+                feats.add(feat)
+        self.features: frozenset[str] = frozenset(feats)
+        self.has_el2 = el2
+        self.fgt, self.fgt2, self.hpmn0, self.icntr, self.aarch32 = fgt, fgt2, hpmn0, icntr, aarch32
+        self._p1 = self.pmuver >= PMUVer.V3P1
+        self._p5 = self.pmuver >= PMUVer.V3P5
+        self._p7 = self.pmuver >= PMUVer.V3P7
+        self._p9 = self.pmuver >= PMUVer.V3P9
+        self.events: frozenset[int] = frozenset(events if events is not None else BASE_EVENTS)
+        self.implementer = implementer
+        self.slots = slots
+        self._warn_what_if()
+        #: called with the mask of PMOVS bits that a block (or PMSWINC) newly set
+        self.overflow_listener: Callable[[int], None] | None = None
+        self._el = 1
+        self._plans: list[_Plan | None] = [None, None, None]
+        self.reset()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_core(cls, name: str | Core, *, policies: Policies | None = None) -> PE:
+        """A PE with the catalogue's feature combination for ``name`` (``cortex-a76``)."""
+        c = name if isinstance(name, Core) else get_core(name)
+        return cls(c.num_counters, c.pmuver, fgt=c.fgt, fgt2=c.fgt2, hpmn0=c.hpmn0,
+                   icntr=c.icntr, aarch32=c.aarch32, events=c.events,
+                   implementer=c.implementer, slots=c.slots, policies=policies, core=c)
+
+    def _warn_what_if(self) -> None:
+        notes = []
+        if self.num_counters == 0 and self.has_el2 and not self.hpmn0:
+            notes.append("0 event counters with EL2 needs FEAT_HPMN0 (ARM §D13.1)")
+        if self.hpmn0 and not self.fgt:
+            notes.append("FEAT_HPMN0 without FEAT_FGT (no shipped core; cores.md 4.1)")
+        if self.fgt2 and not self.fgt:
+            notes.append("FEAT_FGT2 without FEAT_FGT")
+        if self.icntr and not self._p9:
+            notes.append("FEAT_PMUv3_ICNTR before PMUv3p9")
+        if notes:
+            warnings.warn("what-if PE: " + "; ".join(notes), stacklevel=3)
+
+    def reset(self) -> None:
+        """Warm reset, then the state Linux's ``__init_el2_debug``/``__init_el2_fgt`` leave
+        (spec §2 "Linux boot"): MDCR_EL2.HPMN = N and no PMU traps; FGT2 n-bits for
+        PMICNTR/PMICFILTR/PMUACR set (no trap).  UNKNOWN resets use ``policies.unknown_reset``.
+        """
+        u = self.policies.unknown_reset
+        n = self.num_counters
+        self._evcnt = [u & self._cnt_mask()] * n
+        self._evtyper = [0] * n
+        self._ccnt = u
+        self._ccd_residue = 0
+        self._ccfiltr = 0
+        self._icnt = u
+        self._icfiltr = 0
+        self._pmcr = 0  # E resets to 0 (ARM §D24.5.8); others UNKNOWN -> 0
+        if not self.aarch32:
+            self._pmcr |= _PMCR_LC  # LC is RES1 without AArch32 (spec §3)
+        self._cnten = self._ovs = self._inten = 0
+        self._pmselr = 0
+        self._pmuserenr = 0
+        self._pmuacr = 0
+        mtpme = BY_NAME["MDCR_EL2"].field("MTPME")
+        self._mdcr = (n & 0x1F) | (mtpme.mask if "FEAT_MTPMU" in self.features else 0)
+        self._mdcr_written_hpmn = n
+        self._hcr = _HCR_E2H if "FEAT_VHE" in self.features else 0
+        self._hdfgrtr = self._hdfgwtr = 0
+        self._hdfgrtr2 = self._hdfgwtr2 = 0b11100 if self.icntr else 0
+        self._recompute_hpmn()
+
+    # ------------------------------------------------------------------ basic properties
+    @property
+    def el(self) -> int:
+        """The current exception level: 0, 1 or 2."""
+        return self._el
+
+    @el.setter
+    def el(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"PE.el must be an int 0..2, not {type(value).__name__}")
+        top = 2 if self.has_el2 else 1
+        if not 0 <= value <= top:
+            raise ValueError(f"PE.el must be an exception level 0..{top} "
+                             f"(EL3 is not implemented{'' if self.has_el2 else ', nor EL2'}), "
+                             f"not {value}")
+        self._el = value
+
+    @contextmanager
+    def at_el(self, el: int) -> Iterator[PE]:
+        """Run a block at another EL and restore the current one (``with pe.at_el(2): ...``)."""
+        old = self._el
+        self.el = el
+        try:
+            yield self
+        finally:
+            self._el = old
+
+    @property
+    def hpmn(self) -> int:
+        """Effective MDCR_EL2.HPMN (spec §1 EffectiveHPMN, ARM §J1.3.1.95)."""
+        return self._hpmn
+
+    @property
+    def in_host(self) -> bool:
+        """HCR_EL2.{E2H,TGE} == {1,1}: EL0 is the VHE host's (ELIsInHost, spec §8.1)."""
+        return (self._hcr & (_HCR_E2H | _HCR_TGE)) == (_HCR_E2H | _HCR_TGE)
+
+    def accessible(self, el: int | None = None) -> int:
+        """GetNumEventCountersAccessible() at ``el`` (spec §1; ARM §J1.3.1.96)."""
+        e = self._el if el is None else el
+        return self._hpmn if (e <= 1 and self.has_el2) else self.num_counters
+
+    def _cnt_mask(self) -> int:
+        # Event counters are 32-bit before PMUv3p5, 64-bit from it (spec §6).
+        return M64 if self._p5 else M32
+
+    def _recompute_hpmn(self) -> None:
+        """EffectiveHPMN (spec §1, §9).  CONSTRAINED UNPREDICTABLE values go to the
+        ``reserved_hpmn`` policy."""
+        n = self.num_counters
+        h = self._mdcr & 0x1F
+        if not self.has_el2:
+            eff = n
+        elif h > n or (h == 0 and not self.hpmn0):
+            pol = self.policies.reserved_hpmn
+            if pol is ReservedHpmn.ALL_RESERVED:
+                eff = 0
+            elif pol is ReservedHpmn.AS_N:
+                eff = n
+            else:  # CLAMP: the nearest legal value
+                eff = n if h > n else min(1, n)
+        else:
+            eff = h
+        self._hpmn = eff
+        self._plans = [None, None, None]
+
+    @property
+    def hpmn_constrained_unpredictable(self) -> bool:
+        """True when MDCR_EL2.HPMN holds a CONSTRAINED UNPREDICTABLE value (spec §9)."""
+        h = self._mdcr & 0x1F
+        return self.has_el2 and (h > self.num_counters or (h == 0 and not self.hpmn0))
+
+    def _bitmap_mask(self, el: int) -> int:
+        """Bits of PMCNTEN/PMOVS/PMINTEN/PMZR accessible at ``el`` (spec §8 end;
+        ARM §J1.3.1.98-101): event counters below the accessible count, C, F0."""
+        m = ((1 << self.accessible(el)) - 1) | C_BIT
+        if self.icntr:
+            m |= F0_BIT
+            # FGT2 nPMICFILTR_EL0 trapping: F0 reads as 0 at EL1/EL0 (spec §8.6)
+            if self.fgt2 and el <= 1 and not (self._hdfgrtr2 & (1 << 3)):
+                m &= ~F0_BIT
+        return m
+
+    # ------------------------------------------------------------------ counting plan
+    def _range1(self, idx: int) -> bool:
+        """GetPMUCounterRange: the cycle/instruction counters are always first range
+        (spec §1, ARM §J1.3.1.99)."""
+        return idx >= CYCLE_IDX or idx < self._hpmn
+
+    def _filtered(self, filt: int, el: int) -> bool:
+        """The PMEVTYPER/PMCCFILTR/PMICFILTR filter table, Non-secure column (spec §5.6).
+        NSK/NSU are RES0 without EL3, so EL0 counts iff U == 0 and EL1 iff P == 0."""
+        if el == 0:
+            return bool(filt & _FILT_U)
+        if el == 1:
+            return bool(filt & _FILT_P)
+        return not (filt & _FILT_NSH)
+
+    def _build_plan(self, el: int) -> _Plan:
+        """CountPMUEvents() for every counter at ``el`` minus the freeze term, which depends
+        on PMOVS and is applied per block (spec §5; ARM §J1.3.1.93)."""
+        p = _Plan()
+        pmcr, mdcr, cnten = self._pmcr, self._mdcr, self._cnten
+        hpmn = self._hpmn
+        e1 = bool(pmcr & _PMCR_E)
+        e2 = bool(mdcr & _MDCR_HPME)
+        # HPMD prohibits first-range counting at EL2 (PMUv3p1; ARM §D13.5.4 RMMZLZ).
+        hpmd = el == 2 and self._p1 and bool(mdcr & _MDCR_HPMD) \
+            and not self.policies.external_debug_enabled
+        by_event: dict[int, list[int]] = {}
+        evmask = 0xFFFF if self._p1 else 0x3FF
+        for i in range(self.num_counters):
+            r1 = i < hpmn
+            if not ((e1 if r1 else e2) and (cnten >> i) & 1):
+                continue
+            if r1 and hpmd:
+                continue
+            t = self._evtyper[i]
+            if self._filtered(t, el):
+                continue
+            ev = t & evmask
+            if ev == _EV_CHAIN:
+                # Only odd counters count CHAIN (spec §6); CHAIN is generated, not retired.
+                if i & 1:
+                    p.chain_odd |= 1 << i
+                continue
+            if ev not in self.events:
+                continue  # unsupported event: not counted (ARM §D24.5.12)
+            by_event.setdefault(ev, []).append(i)
+        p.by_event = {k: tuple(v) for k, v in by_event.items()}
+        # Overflow width per counter: LP for the first range, HLP for the second (spec §6).
+        if self._p5:
+            lp1 = bool(pmcr & _PMCR_LP)
+            lp2 = bool(mdcr & _MDCR_HLP)
+            for i in range(self.num_counters):
+                if (lp1 if i < hpmn else lp2):
+                    p.lp_mask |= 1 << i
+        # CHAIN from even counter i to i+1 (spec §6): only with i+1 < N; straddling HPMN is
+        # CONSTRAINED UNPREDICTABLE (policy chain_straddle).
+        for i in range(0, self.num_counters - 1, 2):
+            if (p.chain_odd >> (i + 1)) & 1:
+                if (i + 1 == hpmn) and self.policies.chain_straddle is ChainStraddle.NO_COUNT:
+                    continue
+                p.chain_ok |= 1 << i
+        # Freeze on overflow (PMUv3p7; spec §5.4, ARM §J1.3.1.118): which PMOVS bits freeze
+        # which counters.  The cycle counter's flag never freezes anything.
+        r1_bits = (1 << hpmn) - 1
+        r2_bits = ((1 << self.num_counters) - 1) & ~r1_bits
+        if self._p7 and (pmcr & _PMCR_FZO):
+            p.fz_r1 = r1_bits | (F0_BIT if self.icntr else 0)
+            p.r1_frz = r1_bits
+        if self._p7 and (mdcr & _MDCR_HPMFZO):
+            p.fz_r2 = r2_bits
+            p.r2_frz = r2_bits
+        # The cycle counter (spec §5.5): first-range enable; HPMD/freeze stop it only when
+        # PMCR.DP = 1; HCCD (PMUv3p5) stops it at EL2 whatever DP is.
+        dp = bool(pmcr & _PMCR_DP)
+        cyc = e1 and bool(cnten & C_BIT) and not self._filtered(self._ccfiltr, el)
+        if cyc and hpmd and dp:
+            cyc = False
+        if cyc and el == 2 and self._p5 and (mdcr & _MDCR_HCCD):
+            cyc = False
+        p.cycle = cyc
+        p.cycle_frz = dp and bool(p.fz_r1)
+        # The instruction counter (FEAT_PMUv3_ICNTR): first range; HPMD prohibits it at EL2.
+        if self.icntr:
+            p.icnt = e1 and bool(cnten & F0_BIT) and not hpmd \
+                and not self._filtered(self._icfiltr, el)
+            p.icnt_frz = bool(p.fz_r1)
+        return p
+
+    def _plan(self) -> _Plan:
+        p = self._plans[self._el]
+        if p is None:
+            p = self._plans[self._el] = self._build_plan(self._el)
+        return p
+
+    def _invalidate(self) -> None:
+        self._plans = [None, None, None]
+
+    # ------------------------------------------------------------------ counting
+    def count(self, events: Mapping[str | int, int]) -> None:
+        """Retire one block of work at the current EL: ``{event: how many}``.
+
+        Costs the same whatever the counts: overflows and CHAIN events are computed from
+        carries (spec §6; ARM §J1.1.1.47/48).  SW_INCR and CHAIN are generated by the PE
+        (PMSWINC writes, even-counter overflow) and cannot be retired.
+        """
+        plan = self._plans[self._el]
+        if plan is None:
+            plan = self._plans[self._el] = self._build_plan(self._el)
+        ovs_before = ovs = self._ovs
+        frozen = 0
+        cyc_frozen = icnt_frozen = False
+        if plan.fz_r1 and (ovs & plan.fz_r1):
+            frozen |= plan.r1_frz
+            cyc_frozen = plan.cycle_frz
+            icnt_frozen = plan.icnt_frz
+        if plan.fz_r2 and (ovs & plan.fz_r2):
+            frozen |= plan.r2_frz
+        by_event = plan.by_event
+        cnt = self._evcnt
+        p5 = self._p5
+        lp_mask = plan.lp_mask
+        chain_ok = plan.chain_ok
+        chains: dict[int, int] | None = None
+        for ev, n in events.items():
+            if type(ev) is not int:
+                ev = event_number(ev)
+            if type(n) is not int or n <= 0:
+                if isinstance(n, int) and not isinstance(n, bool) and n == 0:
+                    continue
+                self._bad_count(ev, n)
+            ctrs = by_event.get(ev)
+            if ctrs is not None:
+                for i in ctrs:
+                    if (frozen >> i) & 1:
+                        continue
+                    old = cnt[i]
+                    if p5:
+                        if (lp_mask >> i) & 1:
+                            new = old + n
+                            wraps = new >> 64
+                        else:
+                            new = old + n
+                            wraps = ((old & M32) + n) >> 32
+                        cnt[i] = new & M64
+                    else:
+                        new = old + n
+                        wraps = new >> 32
+                        cnt[i] = new & M32
+                    if wraps:
+                        ovs |= 1 << i
+                        if (chain_ok >> i) & 1 and not ((lp_mask >> i) & 1):
+                            if chains is None:
+                                chains = {}
+                            chains[i + 1] = chains.get(i + 1, 0) + wraps
+            elif ev in GENERATED_EVENTS:
+                self._bad_generated(ev)
+            if ev == _EV_CPU_CYCLES and plan.cycle and not cyc_frozen:
+                ovs = self._add_cycles(n, ovs)
+            elif ev == _EV_INST_RETIRED and plan.icnt and not icnt_frozen:
+                new = self._icnt + n
+                self._icnt = new & M64
+                if new >> 64:
+                    ovs |= F0_BIT  # the instruction counter overflows at 64 bits only
+        if chains is not None:
+            self._ovs = ovs
+            ovs = self._apply_chains(chains, frozen)
+        if ovs != ovs_before:
+            self._ovs = ovs
+            if self.overflow_listener is not None:
+                self.overflow_listener(ovs & ~ovs_before)
+
+    def _bad_count(self, ev: int, n: object) -> None:
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"count for event {ev:#x} must be an int, not {type(n).__name__}")
+        raise ValueError(f"count for event {ev:#x} must be >= 0, not {n}")
+
+    def _bad_generated(self, ev: int) -> None:
+        raise ValueError(f"event {Event(ev).name} is generated by the PE "
+                         "(PMSWINC_EL0 writes / even-counter overflow, spec §6) and cannot be "
+                         "retired by count()")
+
+    def _add_cycles(self, n: int, ovs: int) -> int:
+        """PMCCNTR_EL0 increment (spec §6 "Cycle counter"; ARM §J1.1.1.46): every cycle, or
+        every 64th with PMCR.D = 1 and LC = 0; overflow at 32 bits only with AArch32 and
+        LC = 0, else at 64."""
+        pmcr = self._pmcr
+        lc = bool(pmcr & _PMCR_LC)
+        if self.aarch32 and (pmcr & _PMCR_D) and not lc:
+            total = self._ccd_residue + n
+            self._ccd_residue = total & 63
+            n = total >> 6
+            if not n:
+                return ovs
+        old = self._ccnt
+        new = old + n
+        self._ccnt = new & M64
+        wraps = (((old & M32) + n) >> 32) if (self.aarch32 and not lc) else (new >> 64)
+        return ovs | C_BIT if wraps else ovs
+
+    def _apply_chains(self, chains: dict[int, int], frozen: int) -> int:
+        """Add CHAIN events to the odd counters (spec §6).  Odd counters never chain on."""
+        ovs = self._ovs
+        pol_ignore = self.policies.freeze_chain is FreezeChain.IGNORES
+        for i, k in chains.items():
+            if (frozen >> i) & 1:
+                continue
+            if pol_ignore and self._plan().fz_r1 and i < self._hpmn and (ovs & self._plan().fz_r1):
+                continue
+            self._incr(i, k)
+            ovs = self._ovs
+        return ovs
+
+    def _incr(self, i: int, n: int) -> None:
+        """Add ``n`` to event counter ``i`` with overflow (no CHAIN generation)."""
+        old = self._evcnt[i]
+        if self._p5:
+            new = old + n
+            lp = (self._plan().lp_mask >> i) & 1
+            wraps = (new >> 64) if lp else (((old & M32) + n) >> 32)
+            self._evcnt[i] = new & M64
+        else:
+            new = old + n
+            wraps = new >> 32
+            self._evcnt[i] = new & M32
+        if wraps:
+            self._ovs |= 1 << i
+
+    def events_to_overflow(self, idx: int) -> int | None:
+        """How many more increments counter ``idx`` (0..N-1, or 31 for PMCCNTR) takes to set
+        its overflow flag, at the current widths; ``None`` if it does not count here.
+        (Engines use it to cut blocks at the exact overflow point.)"""
+        plan = self._plan()
+        if idx == CYCLE_IDX:
+            if not plan.cycle:
+                return None
+            lc = bool(self._pmcr & _PMCR_LC)
+            if self.aarch32 and not lc:
+                return (1 << 32) - (self._ccnt & M32)
+            return (1 << 64) - self._ccnt
+        if not 0 <= idx < self.num_counters:
+            raise ValueError(f"counter index must be 0..{self.num_counters - 1} or 31, not {idx}")
+        if not any(idx in c for c in plan.by_event.values()):
+            return None
+        if self._p5 and (plan.lp_mask >> idx) & 1:
+            return (1 << 64) - self._evcnt[idx]
+        return (1 << 32) - (self._evcnt[idx] & M32)
+
+    # ------------------------------------------------------------------ interrupt
+    @property
+    def pmuirq(self) -> bool:
+        """The PMU overflow interrupt request level (spec §7; ARM §J1.3.1.91): a set PMOVS bit
+        whose PMINTEN bit is set and whose range's global enable is on (PMCR.E for the first
+        range and C/F0, MDCR_EL2.HPME for the second)."""
+        pending = self._ovs & self._inten
+        if not pending:
+            return False
+        r1 = ((1 << self._hpmn) - 1) | C_BIT | F0_BIT
+        n_mask = ((1 << self.num_counters) - 1) | C_BIT | (F0_BIT if self.icntr else 0)
+        gate = 0
+        if self._pmcr & _PMCR_E:
+            gate |= r1
+        if self._mdcr & _MDCR_HPME:
+            gate |= ~r1
+        return bool(pending & gate & n_mask)
+
+    # ------------------------------------------------------------------ register access
+    def read(self, name: str) -> Access:
+        """MRS: ``Access(outcome, value)``; the value is ``None`` unless the outcome is OK."""
+        reg = lookup(name)
+        return self._access(reg, False, 0)
+
+    def write(self, name: str, value: int) -> Access:
+        """MSR: ``Access(outcome, None)``.  Values wider than 64 bits raise ``ValueError``."""
+        reg = lookup(name)
+        check_value(reg, value)
+        return self._access(reg, True, value)
+
+    def check_access(self, name: str, is_write: bool) -> Outcome:
+        """The outcome an access would have, without performing it."""
+        fault, _ = self._check(lookup(name), is_write)
+        return Outcome.OK if fault is None else fault.outcome
+
+    def _check(self, reg: RegDef, write: bool) -> tuple[Access, int] | tuple[None, int]:
+        """The architectural checks of spec §8.1, in order.  Returns (fault, _) or
+        (None, flags) where flags bit 0 = RAZ/WI, bit 1 = writes ignored."""
+        el = self._el
+        # 0. Absent feature, wrong direction, EL too low: UNDEFINED (ARM §D24.5 accessors).
+        if reg.feature is not None and reg.feature not in self.features:
+            return _UNDEF, 0
+        if (reg.access == "RO" and write) or (reg.access == "WO" and not write):
+            return _UNDEF, 0
+        if el < (reg.min_el_write if write else reg.min_el):
+            return _UNDEF, 0
+        if reg.min_el == 2 and not self.has_el2:
+            return _UNDEF, 0
+        flags = 0
+        # 1. Counter index >= N: UNDEFINED with FEAT_FGT, else policy (spec §8.1 step 1, §8.2).
+        idx = self._counter_index(reg)
+        if idx is not None and idx >= self.num_counters and idx != -1:
+            if self.fgt or self.policies.no_fgt_unimplemented is NoFgtUnimplementedAccess.UNDEFINED:
+                return _UNDEF, 0
+            flags |= 1
+        if el == 2:
+            return None, flags
+        host = self.in_host
+        # 2b. EL0: PMUSERENR_EL0 gate; traps to EL1, or to EL2 with HCR_EL2.TGE (spec §8.3).
+        if el == 0:
+            gate = self._el0_gate(reg, write)
+            if gate is Outcome.UNDEFINED:
+                return _UNDEF, 0
+            if gate is not None:
+                return (_TRAP_EL2 if (self._hcr & _HCR_TGE) else _TRAP_EL1), 0
+        # 2c. Fine-grained traps (FEAT_FGT, 1 = trap), not for EL0 in host (spec §8.5).
+        if self.fgt and reg.fgt is not None and not (el == 0 and host):
+            fg = BY_NAME["HDFGWTR_EL2" if write else "HDFGRTR_EL2"]
+            val = self._hdfgwtr if write else self._hdfgrtr
+            for f in fg.fields:
+                if f.kind == "field" and f.name == reg.fgt:
+                    if val & f.mask:
+                        return _TRAP_EL2, 0
+                    break
+        # FEAT_FGT2 (0 = trap; spec §8.6).
+        if self.fgt2 and reg.fgt2 is not None and not (el == 0 and host):
+            fg = BY_NAME["HDFGWTR2_EL2" if write else "HDFGRTR2_EL2"]
+            val = self._hdfgwtr2 if write else self._hdfgrtr2
+            for f in fg.fields:
+                if f.kind == "field" and f.name == reg.fgt2:
+                    if not (val & f.mask):
+                        return _TRAP_EL2, 0
+                    break
+        # 2d. MDCR_EL2.TPM (spec §8.4).
+        if (self._mdcr & _MDCR_TPM) and (reg.tpm_write if write else reg.tpm_read):
+            return _TRAP_EL2, 0
+        # 2e. MDCR_EL2.TPMCR: PMCR_EL0 only (spec §8.4).
+        if reg.tpmcr and (self._mdcr & _MDCR_TPMCR):
+            return _TRAP_EL2, 0
+        # 2f. Counter at or above HPMN: trap to EL2 with FEAT_FGT, else policy (spec §8.2).
+        if idx is not None and idx != -1 and not (flags & 1) and idx >= self._hpmn \
+                and self.has_el2:
+            if self.fgt:
+                return _TRAP_EL2, 0
+            pol = self.policies.no_fgt_counter_access
+            if pol is NoFgtCounterAccess.TRAP_EL2:
+                return _TRAP_EL2, 0
+            if pol is NoFgtCounterAccess.UNDEFINED:
+                return _UNDEF, 0
+            flags |= 1
+        # 2h. PMUv3p9 EL0 controls: PMUACR per counter, ER/CR/IR read-only (spec §8.3).
+        if el == 0 and self._p9 and (self._pmuserenr & _USERENR["UEN"]):
+            flags |= self._uen_flags(reg, idx, write)
+        return None, flags
+
+    def _counter_index(self, reg: RegDef) -> int | None:
+        """The counter a counter-indexed access names; -1 for PMXEVTYPER with SEL = 31
+        (the PMCCFILTR alias, exempt from the index checks, ARM §D24.5.28)."""
+        if reg.counter is None:
+            return None
+        if reg.counter == "n":
+            return reg.index
+        sel = self._pmselr & 0x1F
+        if sel == 31 and reg.name == "PMXEVTYPER_EL0":
+            return -1
+        return sel
+
+    def _el0_gate(self, reg: RegDef, write: bool) -> Outcome | None:
+        """PMUSERENR_EL0 gating at EL0 (spec §8.3, ARM §D13.11.3 Table D13-12)."""
+        ue = reg.user_en
+        if ue is None:
+            return Outcome.UNDEFINED
+        u = self._pmuserenr
+        allowed = ue.write if write else ue.read
+        if "ALL" in allowed:
+            return None
+        uen = self._p9 and bool(u & _USERENR["UEN"])
+        if reg.tpmcr:  # PMCR_EL0: accessible at EL0 only with EN = 1 and UEN = 0
+            return None if (u & _USERENR["EN"]) and not uen else Outcome.TRAP_EL1
+        if "UEN" in allowed:  # PMICNTR/PMICFILTR need UEN (EN does not enable them)
+            return None if uen else Outcome.TRAP_EL1
+        if uen and allowed:
+            if reg.name.startswith("PMCEID") and (u & _USERENR["TID"]):
+                return Outcome.TRAP_EL1
+            return None
+        for bit in allowed:
+            if u & _USERENR[bit]:
+                return None
+        return Outcome.TRAP_EL1
+
+    def _uen_flags(self, reg: RegDef, idx: int | None, write: bool) -> int:
+        """With PMUSERENR.UEN = 1: PMUACR_EL1 bit clear makes a counter RAZ/WI; ER/CR/IR = 1
+        make counter writes ignored (spec §8.3)."""
+        acr = self._pmuacr
+        u = self._pmuserenr
+        bit: int | None = None
+        ro = 0
+        if idx is not None:
+            bit = CYCLE_IDX if idx == -1 else idx
+            ro = _USERENR["ER"]
+        elif reg.name in ("PMCCNTR_EL0", "PMCCFILTR_EL0"):
+            bit, ro = CYCLE_IDX, _USERENR["CR"]
+        elif reg.name in ("PMICNTR_EL0", "PMICFILTR_EL0"):
+            bit, ro = ICNTR_IDX, _USERENR["IR"]
+        if bit is None:
+            return 0
+        if not (acr >> bit) & 1:
+            return 1
+        if write and reg.name.endswith("CNTR_EL0") and (u & ro):
+            return 2
+        return 0
+
+    def _access(self, reg: RegDef, write: bool, value: int) -> Access:
+        fault, flags = self._check(reg, write)
+        if fault is not None:
+            return fault
+        if flags & 1:  # RAZ/WI
+            return _OK_WRITE if write else Access(Outcome.OK, 0)
+        if write:
+            if not flags & 2:
+                self._do_write(reg, value)
+            return _OK_WRITE
+        return Access(Outcome.OK, self._do_read(reg))
+
+    # ------------------------------------------------------------------ reads
+    def _el0_acr_mask(self) -> int:
+        """At EL0 with UEN = 1, bitmap registers see only PMUACR-enabled counters."""
+        if self._el == 0 and self._p9 and (self._pmuserenr & _USERENR["UEN"]):
+            return self._pmuacr
+        return ~0
+
+    def _do_read(self, reg: RegDef) -> int:
+        name = reg.name
+        el = self._el
+        if reg.family == "PMEVCNTR<n>_EL0":
+            return self._evcnt[reg.index]  # type: ignore[index]
+        if reg.family == "PMEVTYPER<n>_EL0":
+            return self._read_evtyper(reg.index)  # type: ignore[arg-type]
+        h = _READERS.get(name)
+        if h is not None:
+            return h(self, el)
+        raise AssertionError(f"no reader for {name}")  # pragma: no cover
+
+    def _read_evtyper(self, i: int) -> int:
+        return self._evtyper[i]
+
+    def _read_pmcr(self, el: int) -> int:
+        # N reads as the effective HPMN at EL0/EL1 with EL2 enabled (spec §3, ARM §D24.5.8).
+        n = self.accessible(el)
+        v = self._pmcr | (n << 11)
+        if self.pmuver < PMUVer.V3P7:  # IMP/IDCODE RAZ from PMUv3p7 (spec §3)
+            v |= (self.implementer & 0xFF) << 24
+        return v
+
+    def _read_sel(self, el: int) -> int:
+        # SEL >= N (other than 31) without FEAT_FGT reads back UNKNOWN (ARM §D24.5.22).
+        sel = self._pmselr & 0x1F
+        if not self.fgt and sel != 31 and sel >= self.num_counters and \
+                self.policies.unknown_readback is UnknownReadback.ZERO:
+            return 0
+        return self._pmselr
+
+    def _read_xevcntr(self, el: int) -> int:
+        return self._evcnt[self._pmselr & 0x1F]
+
+    def _read_xevtyper(self, el: int) -> int:
+        sel = self._pmselr & 0x1F
+        return self._ccfiltr if sel == 31 else self._evtyper[sel]
+
+    def _pmceid(self, base: int) -> int:
+        """PMCEID bit n <-> event base+n, bit 32+n <-> 0x4000+base+n (spec §10)."""
+        v = 0
+        for ev in self.events:
+            if base <= ev < base + 32:
+                v |= 1 << (ev - base)
+            elif self._p1 and 0x4000 + base <= ev < 0x4000 + base + 32:
+                v |= 1 << (32 + ev - 0x4000 - base)
+        if self.num_counters == 0:
+            return 0
+        return v
+
+    def _id_dfr0(self) -> int:
+        v = int(self.pmuver) << 8
+        if self.hpmn0:
+            v |= 1 << 60
+        v |= 0x6  # DebugVer: Armv8 debug (not modelled further)
+        return v
+
+    def _id_dfr1(self) -> int:
+        return (1 << 36) if self.icntr else 0
+
+    def _id_mmfr0(self) -> int:
+        return ((2 if self.fgt2 else 1) << 56) if self.fgt else 0
+
+    # ------------------------------------------------------------------ writes
+    def _do_write(self, reg: RegDef, value: int) -> None:
+        if reg.family == "PMEVCNTR<n>_EL0":
+            self._evcnt[reg.index] = value & self._cnt_mask()  # type: ignore[index]
+            return
+        if reg.family == "PMEVTYPER<n>_EL0":
+            self._write_evtyper(reg.index, value)  # type: ignore[arg-type]
+            return
+        h = _WRITERS.get(reg.name)
+        if h is None:  # pragma: no cover
+            raise AssertionError(f"no writer for {reg.name}")
+        h(self, value)
+
+    def _write_evtyper(self, i: int, value: int) -> None:
+        # Fields of absent features are RES0 (NSK/NSU/M need EL3; evtCount[15:10] PMUv3p1).
+        # An unsupported evtCount reads back as written (policy unknown_readback, ARM §D24.5.12).
+        mask = BY_NAME["PMEVTYPER0_EL0"].feature_mask(self.features)
+        v = value & mask
+        if self.policies.unknown_readback is UnknownReadback.ZERO and \
+                (v & 0xFFFF) not in self.events:
+            v &= ~0xFFFF
+        self._evtyper[i] = v
+        self._invalidate()
+
+    def _write_pmcr(self, value: int) -> None:
+        """PMCR_EL0 (spec §3): writable E, X, DP, LC/D (AArch32), LP (p5), FZO (p7), FZS;
+        P zeroes the accessible event counters, C zeroes PMCCNTR; flags unchanged."""
+        wm = _PMCR_E | _PMCR_X
+        if self._p1 or self._p7:  # DP exists with PMUv3p1 + EL2, or PMUv3p7 (spec §3)
+            wm |= _PMCR_DP
+        if self.aarch32:
+            wm |= _PMCR_LC | _PMCR_D
+        if self._p5:
+            wm |= _PMCR_LP
+        if self._p7:
+            wm |= _PMCR_FZO
+        if "FEAT_SPEv1p2" in self.features:
+            wm |= _PMCR_FZS
+        self._pmcr = (self._pmcr & ~wm) | (value & wm)
+        if value & _PMCR_P:
+            # ARM §D13.11.1: P does not reset counters the PE cannot access (R2 at EL0/EL1).
+            for i in range(self.accessible()):
+                self._evcnt[i] = 0
+        if value & _PMCR_C:
+            self._ccnt = 0
+            self._ccd_residue = 0
+        self._invalidate()
+
+    def _bitmap_write(self, attr: str, value: int, set_: bool) -> None:
+        m = self._bitmap_mask(self._el) & self._el0_acr_mask() & value
+        cur = getattr(self, attr)
+        setattr(self, attr, (cur | m) if set_ else (cur & ~m))
+
+    def _write_swinc(self, value: int) -> None:
+        """PMSWINC_EL0 (spec §6 SW_INCR; ARM §J1.3.1.114): masked to the accessible counters
+        (and PMUACR at EL0 with UEN=1, SW=0); each counter whose evtCount is SW_INCR and that
+        counts at the current EL increments by one."""
+        m = value & ((1 << self.accessible()) - 1)
+        u = self._pmuserenr
+        if self._el == 0 and self._p9 and (u & _USERENR["UEN"]) and not (u & _USERENR["SW"]):
+            m &= self._pmuacr
+        if not m:
+            return
+        plan = self._plan()
+        ctrs = plan.by_event.get(_EV_SW_INCR, ())
+        before = self._ovs
+        frozen = 0
+        if plan.fz_r1 and (before & plan.fz_r1):
+            frozen |= plan.r1_frz
+        if plan.fz_r2 and (before & plan.fz_r2):
+            frozen |= plan.r2_frz
+        chains: dict[int, int] = {}
+        for i in ctrs:
+            if (m >> i) & 1 and not (frozen >> i) & 1:
+                was = self._ovs
+                self._incr(i, 1)
+                if self._ovs != was and (plan.chain_ok >> i) & 1 and not (plan.lp_mask >> i) & 1:
+                    chains[i + 1] = chains.get(i + 1, 0) + 1
+        if chains:
+            self._apply_chains(chains, frozen)
+        if self._ovs != before and self.overflow_listener is not None:
+            self.overflow_listener(self._ovs & ~before)
+
+    def _write_pmzr(self, value: int) -> None:
+        """PMZR_EL0 (PMUv3p9): zero the counters named, masked like PMCNTEN writes."""
+        m = value & self._bitmap_mask(self._el) & self._el0_acr_mask()
+        for i in range(self.num_counters):
+            if (m >> i) & 1:
+                self._evcnt[i] = 0
+        if m & C_BIT:
+            self._ccnt = 0
+        if m & F0_BIT:
+            self._icnt = 0
+
+    def _write_mdcr(self, value: int) -> None:
+        """MDCR_EL2: fields of absent features are RES0; HPMN is recomputed (spec §2, §9)."""
+        self._mdcr = value & BY_NAME["MDCR_EL2"].feature_mask(self.features)
+        self._recompute_hpmn()
+
+    def _read_mdcr(self, el: int) -> int:
+        v = self._mdcr
+        if self.hpmn_constrained_unpredictable and \
+                self.policies.unknown_readback is UnknownReadback.ZERO:
+            v &= ~0x1F
+        return v
+
+    # ------------------------------------------------------------------ inspection
+    def snapshot(self) -> PMUSnapshot:
+        """All PMU state as EL2 sees it, without any access check (for checkers and tests)."""
+        return PMUSnapshot(
+            tuple(self._evcnt), tuple(self._evtyper), self._ccnt, self._ccfiltr, self._icnt,
+            self._icfiltr, self._read_pmcr(2), self._cnten, self._ovs, self._inten,
+            self._pmselr, self._pmuserenr, self._pmuacr, self._mdcr, self.pmuirq)
+
+    def __repr__(self) -> str:
+        core = self.core.name if self.core else "custom"
+        return (f"PE({core}, N={self.num_counters}, {self.pmuver.name}, EL{self._el}, "
+                f"HPMN={self._hpmn})")
+
+
+def _bitmap_reader(attr: str) -> Callable[[PE, int], int]:
+    def rd(pe: PE, el: int) -> int:
+        return int(getattr(pe, attr)) & pe._bitmap_mask(el) & pe._el0_acr_mask()
+    return rd
+
+
+def _simple(attr: str, reg: str, invalidate: bool = False) -> tuple[
+        Callable[[PE, int], int], Callable[[PE, int], None]]:
+    def rd(pe: PE, el: int) -> int:
+        return int(getattr(pe, attr))
+
+    def wr(pe: PE, value: int) -> None:
+        setattr(pe, attr, value & BY_NAME[reg].feature_mask(pe.features))
+        if invalidate:
+            pe._invalidate()
+    return rd, wr
+
+
+def _w_xevcntr(pe: PE, v: int) -> None:
+    pe._evcnt[pe._pmselr & 0x1F] = v & pe._cnt_mask()
+
+
+def _w_xevtyper(pe: PE, v: int) -> None:
+    sel = pe._pmselr & 0x1F
+    if sel == 31:
+        _WRITERS["PMCCFILTR_EL0"](pe, v)
+    else:
+        pe._write_evtyper(sel, v)
+
+
+def _w_ccntr(pe: PE, v: int) -> None:
+    pe._ccnt = v
+
+
+def _w_icntr(pe: PE, v: int) -> None:
+    pe._icnt = v
+
+
+def _w_cnten(set_: bool) -> Callable[[PE, int], None]:
+    def wr(pe: PE, v: int) -> None:
+        pe._bitmap_write("_cnten", v, set_)
+        pe._invalidate()
+    return wr
+
+
+def _w_bitmap(attr: str, set_: bool) -> Callable[[PE, int], None]:
+    def wr(pe: PE, v: int) -> None:
+        pe._bitmap_write(attr, v, set_)
+    return wr
+
+
+_rd_ccf, _wr_ccf = _simple("_ccfiltr", "PMCCFILTR_EL0", invalidate=True)
+_rd_icf, _wr_icf = _simple("_icfiltr", "PMICFILTR_EL0", invalidate=True)
+_rd_uer, _wr_uer = _simple("_pmuserenr", "PMUSERENR_EL0")
+_rd_acr, _wr_acr = _simple("_pmuacr", "PMUACR_EL1")
+_, _wr_sel = _simple("_pmselr", "PMSELR_EL0")
+_rd_hcr, _wr_hcr = _simple("_hcr", "HCR_EL2", invalidate=True)
+_rd_frt, _wr_frt = _simple("_hdfgrtr", "HDFGRTR_EL2")
+_rd_fwt, _wr_fwt = _simple("_hdfgwtr", "HDFGWTR_EL2")
+_rd_frt2, _wr_frt2 = _simple("_hdfgrtr2", "HDFGRTR2_EL2")
+_rd_fwt2, _wr_fwt2 = _simple("_hdfgwtr2", "HDFGWTR2_EL2")
+
+_READERS: dict[str, Callable[[PE, int], int]] = {
+    "PMCR_EL0": PE._read_pmcr,
+    "PMCNTENSET_EL0": _bitmap_reader("_cnten"),
+    "PMCNTENCLR_EL0": _bitmap_reader("_cnten"),
+    "PMOVSSET_EL0": _bitmap_reader("_ovs"),
+    "PMOVSCLR_EL0": _bitmap_reader("_ovs"),
+    "PMINTENSET_EL1": _bitmap_reader("_inten"),
+    "PMINTENCLR_EL1": _bitmap_reader("_inten"),
+    "PMSELR_EL0": PE._read_sel,
+    "PMCEID0_EL0": lambda pe, el: pe._pmceid(0x00),
+    "PMCEID1_EL0": lambda pe, el: pe._pmceid(0x20),
+    "PMCCNTR_EL0": lambda pe, el: pe._ccnt,
+    "PMXEVTYPER_EL0": PE._read_xevtyper,
+    "PMXEVCNTR_EL0": PE._read_xevcntr,
+    "PMUSERENR_EL0": _rd_uer,
+    "PMICNTR_EL0": lambda pe, el: pe._icnt,
+    "PMICFILTR_EL0": _rd_icf,
+    "PMCCFILTR_EL0": _rd_ccf,
+    "PMUACR_EL1": _rd_acr,
+    "PMMIR_EL1": lambda pe, el: pe.slots & 0xFF,
+    "MDCR_EL2": PE._read_mdcr,
+    "HCR_EL2": _rd_hcr,
+    "HDFGRTR_EL2": _rd_frt,
+    "HDFGWTR_EL2": _rd_fwt,
+    "HDFGRTR2_EL2": _rd_frt2,
+    "HDFGWTR2_EL2": _rd_fwt2,
+    "ID_AA64DFR0_EL1": lambda pe, el: pe._id_dfr0(),
+    "ID_AA64DFR1_EL1": lambda pe, el: pe._id_dfr1(),
+    "ID_AA64MMFR0_EL1": lambda pe, el: pe._id_mmfr0(),
+}
+
+_WRITERS: dict[str, Callable[[PE, int], None]] = {
+    "PMCR_EL0": PE._write_pmcr,
+    "PMCNTENSET_EL0": _w_cnten(True),
+    "PMCNTENCLR_EL0": _w_cnten(False),
+    "PMOVSSET_EL0": _w_bitmap("_ovs", True),
+    "PMOVSCLR_EL0": _w_bitmap("_ovs", False),
+    "PMINTENSET_EL1": _w_bitmap("_inten", True),
+    "PMINTENCLR_EL1": _w_bitmap("_inten", False),
+    "PMSWINC_EL0": PE._write_swinc,
+    "PMSELR_EL0": _wr_sel,
+    "PMCCNTR_EL0": _w_ccntr,
+    "PMXEVTYPER_EL0": _w_xevtyper,
+    "PMXEVCNTR_EL0": _w_xevcntr,
+    "PMZR_EL0": PE._write_pmzr,
+    "PMUSERENR_EL0": _wr_uer,
+    "PMICNTR_EL0": _w_icntr,
+    "PMICFILTR_EL0": _wr_icf,
+    "PMCCFILTR_EL0": _wr_ccf,
+    "PMUACR_EL1": _wr_acr,
+    "MDCR_EL2": PE._write_mdcr,
+    "HCR_EL2": _wr_hcr,
+    "HDFGRTR_EL2": _wr_frt,
+    "HDFGWTR_EL2": _wr_fwt,
+    "HDFGRTR2_EL2": _wr_frt2,
+    "HDFGWTR2_EL2": _wr_fwt2,
+}

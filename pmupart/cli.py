@@ -1,0 +1,107 @@
+"""The ``pmupart`` command line.
+
+Reports go to stdout, diagnostics to stderr; exit codes: 0 success, 1 the model found
+a problem (a failed check), 2 bad input (usage, unknown names, malformed files).
+Subcommand modules are imported lazily so ``pmupart --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
+
+from pmupart import __version__
+
+
+def fail(msg: str, code: int = 2) -> NoReturn:
+    """Print ``pmupart: error: msg`` on stderr and exit with ``code`` (2 = bad input)."""
+    click.echo(f"pmupart: error: {msg}", err=True)
+    sys.exit(code)
+
+
+def _parse_int(text: str, what: str) -> int:
+    try:
+        return int(text.replace("_", ""), 0)
+    except ValueError:
+        fail(f"{what} must be an integer (decimal, 0x hex or 0b binary), not {text!r}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pmupart")
+def main() -> None:
+    """pmupart: what happens to every Arm PMU counter when KVM partitions the PMU."""
+
+
+@main.command()
+@click.argument("register")
+@click.argument("value")
+@click.option("--el", type=click.IntRange(0, 2), default=None,
+              help="For filter registers (PMEVTYPER, PMCCFILTR, PMICFILTR): whether a counter "
+                   "with this filter counts at this EL.")
+@click.option("--counters", "num_counters", type=click.IntRange(0, 31), default=None,
+              help="For MDCR_EL2: PMCR_EL0.N of the PE, to show the counter ranges.")
+@click.option("--core", default=None, help="Take N and features from this catalogue core.")
+def decode(register: str, value: str, el: int | None, num_counters: int | None,
+           core: str | None) -> None:
+    """Decode VALUE of system REGISTER field by field.
+
+    \b
+    Examples:
+      pmupart decode MDCR_EL2 0x20084
+      pmupart decode MDCR_EL2 0x20084 --core cortex-a76
+      pmupart decode PMEVTYPER3_EL0 0x88000011 --el 2
+    """
+    from pmupart.arch import sysreg
+    from pmupart.cmd_decode import render_decode
+
+    v = _parse_int(value, "VALUE")
+    try:
+        reg = sysreg.lookup(register)
+        sysreg.check_value(reg, v)
+        text = render_decode(reg, v, el=el, num_counters=num_counters, core=core)
+    except (ValueError, TypeError) as e:
+        fail(str(e))
+    click.echo(text)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the catalogue as JSON.")
+def cores(as_json: bool) -> None:
+    """The core catalogue: counters, PMU version, FGT, HPMN0, and what is confirmed."""
+    from pmupart.cmd_decode import render_cores
+
+    click.echo(render_cores(as_json=as_json), nl=False)
+
+
+# Commands that live in their own modules, registered lazily: "name": "module:attribute".
+# Each module defines a click command; a module that is not there yet leaves its command out.
+LAZY_COMMANDS: dict[str, str] = {
+    "sysfs": "pmupart.host.cli_sysfs:sysfs",
+    "exec": "pmupart.guest.cli_exec:exec_cmd",
+    "run": "pmupart.sim.cli_run:run",
+    "check": "pmupart.check.cli_check:check",
+    "experiment": "pmupart.report.cli_experiment:experiment",
+}
+
+
+def _register_lazy() -> None:
+    import importlib
+    import importlib.util
+
+    for name, target in LAZY_COMMANDS.items():
+        mod_name, attr = target.split(":")
+        try:
+            if importlib.util.find_spec(mod_name) is None:
+                continue
+        except ModuleNotFoundError:
+            continue
+        cmd = getattr(importlib.import_module(mod_name), attr)
+        main.add_command(cmd, name)
+
+
+_register_lazy()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

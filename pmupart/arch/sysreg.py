@@ -174,6 +174,11 @@ class _Block:
     next_bit: int = 63
 
 
+def _check_new_field(blk: _Block, name: str, path: str, line: int) -> None:
+    if any(f.kind == "field" and f.name == name for f in blk.fields):
+        raise SysregTableError(path, line, f"{blk.name}: field {name} defined twice")
+
+
 def parse_table(text: str, path: str = "sysreg.txt") -> tuple[RegDef, ...]:
     """Parse and validate a register table; raise :class:`SysregTableError` on any fault."""
     regs: list[RegDef] = []
@@ -189,6 +194,8 @@ def parse_table(text: str, path: str = "sysreg.txt") -> tuple[RegDef, ...]:
                 "(fields go from bit 63 down with no gap or overlap)")
         blk.next_bit = lsb - 1
         name = toks[1] if kind == "field" else kind.upper()
+        if kind == "field":
+            _check_new_field(blk, name, path, ln)
         blk.fields.append(FieldDef(name, msb, lsb, kind, **kw))  # type: ignore[arg-type]
 
     for ln, raw in enumerate(text.splitlines(), start=1):
@@ -205,6 +212,7 @@ def parse_table(text: str, path: str = "sysreg.txt") -> tuple[RegDef, ...]:
                     raise SysregTableError(path, ln, f"{blk.name}: enum {ename} starts at bit "
                                            f"{msb}, not {blk.next_bit}")
                 blk.next_bit = lsb - 1
+                _check_new_field(blk, ename, path, ln)
                 blk.fields.append(FieldDef(ename, msb, lsb, "field", acc, feat, 0, tuple(vals)))
                 enum = None
                 continue
@@ -336,8 +344,9 @@ def _check_unique(regs: list[RegDef], path: str) -> None:
         if r.encoding in encs:
             raise SysregTableError(path, r.line, f"{r.name} has the encoding of "
                                    f"{encs[r.encoding].name} ({r.s_name})")
-        for v in r.encoding[1:]:
-            if not 0 <= v <= 15:
+        # op0 is 2 bits, op1 and op2 3 bits, CRn and CRm 4 bits (the MRS/MSR encoding).
+        for v, top in zip(r.encoding, (3, 7, 15, 15, 7), strict=True):
+            if not 0 <= v <= top:
                 raise SysregTableError(path, r.line, f"{r.name}: encoding {r.s_name} out of range")
         names[r.name] = r
         encs[r.encoding] = r

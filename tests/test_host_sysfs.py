@@ -154,6 +154,7 @@ def test_import_acpi_needs_midrs_and_takes_counter_override(tmp_path: Path) -> N
         d.mkdir(parents=True)
         (d / "midr_el1").write_text("0x00000000413fd0c1\n")
     t = import_sysfs(root, midr=cpu_dir, num_counters={"armv8_pmuv3_0": 5})
+    assert Topology.from_toml(t.to_toml()) == t
     (p,) = t.pmus()
     assert (p.name, p.type, p.cpus, p.core.name, p.num_counters) == (
         "armv8_pmuv3_0", 8, (0, 1, 2, 3), "neoverse-n1", 5)
@@ -226,3 +227,19 @@ def test_cli_write_list_and_toml(tmp_path: Path) -> None:
     f.write_text('[[cluster]]\ncore = "neoverse-v9"\ncount = 4\n')
     r = CliRunner().invoke(main, ["sysfs", "--toml", str(f)])
     assert r.exit_code == 2 and "t.toml:2: cluster[0].core: unknown core" in r.output
+
+
+def test_cli_import_prints_toml(tmp_path: Path) -> None:
+    root = _host_tree(tmp_path / "devices", {"armv8_pmuv3_0": (8, "0-5")})
+    info = tmp_path / "cpuinfo"
+    info.write_text(CPUINFO_RK3399.replace("0xd03", "0xd0c").replace("0xd08", "0xd0c"))
+    r = CliRunner().invoke(main, ["sysfs", "my-n1", "--import", str(root), "--cpuinfo",
+                                  str(info), "--counters", "armv8_pmuv3_0=4"])
+    assert r.exit_code == 0, r.output
+    toml = r.stdout
+    t = Topology.from_toml(toml)
+    assert (t.name, t.firmware, t.num_cpus, t.pmus()[0].num_counters) == ("my-n1", "acpi", 6, 4)
+    r = CliRunner().invoke(main, ["sysfs", "--import", str(root)])
+    assert r.exit_code == 2 and "ACPI PMU name does not say the core" in r.output
+    r = CliRunner().invoke(main, ["sysfs", "--import", str(root), "--counters", "x"])
+    assert r.exit_code == 2 and "--counters must be NAME=N" in r.output

@@ -37,8 +37,20 @@ def describe_topology(t: Topology) -> str:
               help="A kernel before 6.8: no threshold formats, no caps/threshold_max.")
 @click.option("--list-presets", is_flag=True,
               help="List the presets: clusters, PMUs and assumptions.")
+@click.option("--import", "import_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Import a copy of a host's /sys/bus/event_source/devices and "
+              "print its topology as TOML (to use as a machine); PRESET, if given, names it.")
+@click.option("--cpuinfo", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --import: a copy of the host's /proc/cpuinfo (MIDRs).")
+@click.option("--midr", "midr_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="With --import: a copy of /sys/devices/system/cpu "
+              "(cpu*/regs/identification/midr_el1).")
+@click.option("--counters", multiple=True, metavar="NAME=N",
+              help="With --import: PMCR_EL0.N for a PMU or core (sysfs does not show it).")
 def sysfs(preset: str | None, toml_path: Path | None, write_dir: Path | None,
-          pmu_name: str | None, hz: int, no_threshold: bool, list_presets: bool) -> None:
+          pmu_name: str | None, hz: int, no_threshold: bool, list_presets: bool,
+          import_dir: Path | None, cpuinfo: Path | None, midr_dir: Path | None,
+          counters: tuple[str, ...]) -> None:
     """Render the host's CPU PMU sysfs trees for PRESET (or --toml FILE).
 
     Prints one `path: content` line per file, paths relative to
@@ -50,12 +62,30 @@ def sysfs(preset: str | None, toml_path: Path | None, write_dir: Path | None,
       pmupart sysfs snapdragon-8-gen-2 --pmu armv9_cortex_a710
       pmupart sysfs rk3399 --write /tmp/devices
       pmupart sysfs --list-presets
+      pmupart sysfs --import copy/devices --cpuinfo copy/cpuinfo > my-host.toml
     """
     from pmupart.cli import fail
     from pmupart.host.sysfs import render_sysfs, write_sysfs
 
     if list_presets:
         click.echo("\n\n".join(describe_topology(t) for t in PRESETS.values()))
+        return
+    if import_dir is not None:
+        from pmupart.host.sysfs import import_sysfs
+
+        overrides: dict[str, int] = {}
+        for c in counters:
+            key, sep, val = c.partition("=")
+            if not sep or not val.strip().isdigit():
+                fail(f"--counters must be NAME=N (armv8_pmuv3_0=5), not {c!r}")
+            overrides[key.strip()] = int(val)
+        try:
+            host = import_sysfs(import_dir, cpuinfo, midr=midr_dir, num_counters=overrides,
+                                name=preset or "imported")
+        except (TopologyError, ValueError) as e:
+            fail(str(e))
+        click.echo(host.to_toml(), nl=False)
+        click.echo(describe_topology(host), err=True)
         return
     if (preset is None) == (toml_path is None):
         fail("give a PRESET or --toml FILE (one of them); presets: " + ", ".join(PRESETS))

@@ -55,6 +55,7 @@ from pmupart.host.topology import (
     Topology,
     TopologyError,
     cpulist,
+    override_note,
     parse_cpulist,
 )
 
@@ -374,8 +375,7 @@ def import_sysfs(devices_dir: str | Path, cpuinfo: str | Path | None = None, *,
     clusters.append(Cluster(f"cluster{len(clusters)}", cpu_core[run[0]], tuple(run)))
     types = tuple(t for t, _, _ in found)
     order = tuple(c.name for c in pmu_cores)
-    notes = [f"{c.name}: N = {c.num_counters} given for this host (catalogue: "
-             f"{CORES[c.name].num_counters})" for c in pmu_cores
+    notes = [override_note(c) for c in pmu_cores
              if c.name in CORES and c.num_counters != CORES[c.name].num_counters]
     topo = Topology(name=name, clusters=tuple(clusters), firmware=firmware,
                     description=description or f"imported from {src}",

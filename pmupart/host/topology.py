@@ -269,6 +269,32 @@ class Topology:
         self.cluster_of(cpu)
         return next(p for p in self.pmus() if cpu in p.cpus)
 
+    def to_toml(self) -> str:
+        """This topology as TOML that :meth:`from_toml` reads back to an equal topology
+        (clusters with explicit ``cpus``; ``num_counters`` where it differs from the
+        catalogue).  Use it to save an imported host as a scenario's machine."""
+        def q(v: str) -> str:
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        out = [f"name = {q(self.name)}", f"firmware = {q(self.firmware)}"]
+        if self.description:
+            out.append(f"description = {q(self.description)}")
+        if self.assumptions:
+            out.append("assumptions = [" + ", ".join(q(a) for a in self.assumptions) + "]")
+        out.append(f"pmu_type_base = {self.pmu_type_base}")
+        if self.pmu_order:
+            out.append("pmu_order = [" + ", ".join(q(c) for c in self.pmu_order) + "]")
+        if self.pmu_types:
+            out.append("pmu_types = [" + ", ".join(str(t) for t in self.pmu_types) + "]")
+        for cl in self.clusters:
+            out += ["", "[[cluster]]", f"name = {q(cl.name)}", f"core = {q(cl.core.name)}",
+                    "cpus = [" + ", ".join(str(c) for c in cl.cpus) + "]"]
+            if cl.freq_mhz is not None:
+                out.append(f"freq_mhz = {cl.freq_mhz}")
+            base = CORES.get(cl.core.name)
+            if base is None or base.num_counters != cl.core.num_counters:
+                out.append(f"num_counters = {cl.core.num_counters}")
+        return "\n".join(out) + "\n"
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, source: str = "<mapping>",
@@ -331,6 +357,13 @@ class Topology:
         return cls.from_mapping(data, source=source, text=text)
 
 
+def override_note(core: Core) -> str:
+    """The assumption recorded when a layout gives a core another PMCR_EL0.N."""
+    base = CORES[core.name].num_counters if core.name in CORES else "none"
+    return (f"{core.name}: N = {core.num_counters} given for this machine "
+            f"(catalogue: {base})")
+
+
 # ---------------------------------------------------------------------- TOML schema
 class _ClusterSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -352,6 +385,7 @@ class _TopologySpec(BaseModel):
     assumptions: list[str] = Field(default_factory=list)
     pmu_type_base: int = Field(default=DEFAULT_PMU_TYPE_BASE, ge=PERF_TYPE_MAX)
     pmu_order: list[str] = Field(default_factory=list)
+    pmu_types: list[int] = Field(default_factory=list)
     cluster: list[_ClusterSpec] = Field(min_length=1)
 
 
@@ -458,12 +492,12 @@ def _build(spec: _TopologySpec, source: str, text: str | None) -> Topology:
     for cl in clusters:
         base = CORES.get(cl.core.name)
         if base is not None and base.num_counters != cl.core.num_counters:
-            notes.append(f"{cl.name}: {cl.core.name} has N = {cl.core.num_counters} "
-                         f"(catalogue: {base.num_counters}), as the layout says")
+            notes.append(override_note(cl.core))
     try:
         topo = Topology(name=spec.name, clusters=tuple(clusters), firmware=spec.firmware,
                         description=spec.description, assumptions=tuple(dict.fromkeys(notes)),
-                        pmu_type_base=spec.pmu_type_base, pmu_order=tuple(order))
+                        pmu_type_base=spec.pmu_type_base, pmu_order=tuple(order),
+                        pmu_types=tuple(spec.pmu_types))
         topo.pmus()
     except ValueError as e:
         raise TopologyError(source, 0, "", str(e)) from None
@@ -537,9 +571,10 @@ def _presets() -> dict[str, Topology]:
                                   _cl("prime", "cortex-x4", [7])],
            "Qualcomm Snapdragon 8 Gen 3 (sm8650): cores.md 4.4 row 'Snapdragon 8 Gen 3'; "
            "CPU numbering from Linux sm8650.dtsi",
-           assumptions=["mainline sm8650.dtsi declares one generic 'arm,armv8-pmuv3' node, so "
-                        "a mainline kernel shows a single 'armv8_pmuv3' PMU; this preset models "
-                        "per-core-type PMU nodes as on gs101/sm8550",
+           assumptions=["sm8650.dtsi first declared one generic 'arm,armv8-pmuv3' node (one "
+                        "'armv8_pmuv3' PMU for all CPUs); mainline later added per-core PMU "
+                        "nodes with PPI partitions (commit 2c06e0797c32), which this preset "
+                        "models; their node order was not read (CPU order assumed)",
                         "which A720 group runs at 3.2 GHz is taken from the group sizes "
                         "(3x 3.2 GHz, 2x 3.0 GHz)"]),
         _t("dimensity-9300", [_cl("a720", "cortex-a720", range(0, 4), 2000),

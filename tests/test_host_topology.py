@@ -16,6 +16,7 @@ from pmupart.host.topology import (
     TopologyError,
     cpulist,
     get_preset,
+    load_topology,
     parse_cpulist,
 )
 
@@ -265,3 +266,15 @@ def test_to_toml_keeps_overrides_and_explicit_types() -> None:
         {"core": "cortex-a55", "count": 1}, {"core": "cortex-a76", "count": 1}]})
     assert [p.type for p in odd.pmus()] == [9, 12]
     assert Topology.from_toml(odd.to_toml()) == odd
+
+
+def test_load_topology_accepts_every_form(tmp_path: Path) -> None:
+    f = tmp_path / "board.toml"
+    f.write_text(GOOD)
+    g1 = get_preset("tensor-g1")
+    assert load_topology(g1) is g1
+    assert load_topology("tensor-g1") is g1
+    assert load_topology(f) == load_topology(str(f)) == Topology.from_toml(GOOD)
+    assert load_topology({"cluster": [{"core": "cortex-a55", "count": 2}]}).num_cpus == 2
+    with pytest.raises(ValueError, match="unknown preset"):
+        load_topology("tensor-g9")

@@ -1,5 +1,8 @@
 """pmupart.host: the host machine (topology, sysfs) and its perf/PMUv3 driver model."""
 
+from pmupart.host.arm_pmuv3 import AllocOrder, ArmPmu, Reservation
+from pmupart.host.kernel import HostCosts, HostCpu, HostKernel, HostStats, PerfError
+from pmupart.host.perf_event import EventState, PerfEvent, PerfEventAttr, Task
 from pmupart.host.sysfs import import_sysfs, render_sysfs, write_sysfs
 from pmupart.host.topology import (
     PRESETS,
@@ -8,9 +11,22 @@ from pmupart.host.topology import (
     Topology,
     TopologyError,
     get_preset,
+    load_topology,
 )
 
 __all__ = [
+    "AllocOrder",
+    "ArmPmu",
+    "EventState",
+    "HostCosts",
+    "HostCpu",
+    "HostKernel",
+    "HostStats",
+    "PerfError",
+    "PerfEvent",
+    "PerfEventAttr",
+    "Reservation",
+    "Task",
     "PRESETS",
     "Cluster",
     "PmuDesc",
@@ -18,6 +34,7 @@ __all__ = [
     "TopologyError",
     "get_preset",
     "import_sysfs",
+    "load_topology",
     "render_sysfs",
     "write_sysfs",
 ]

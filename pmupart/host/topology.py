@@ -641,3 +641,15 @@ def get_preset(name: str) -> Topology:
         hint = (" (did you mean " + " or ".join(repr(c) for c in close) + "?)") if close else ""
         raise ValueError(f"unknown preset {name!r}{hint}; presets: {', '.join(PRESETS)}")
     return t
+
+
+def load_topology(spec: Topology | str | Path | Mapping[str, Any]) -> Topology:
+    """A topology from whatever a scenario names: a :class:`Topology`, a preset name, a
+    TOML file path (``.toml`` or an existing file), or a mapping shaped like the TOML."""
+    if isinstance(spec, Topology):
+        return spec
+    if isinstance(spec, Mapping):
+        return Topology.from_mapping(spec)
+    if isinstance(spec, Path) or spec.endswith(".toml") or Path(spec).is_file():
+        return Topology.from_toml(Path(spec))
+    return get_preset(spec)

@@ -283,22 +283,36 @@ def test_pmuserenr_uen_on_pmuv3p9() -> None:
     assert pe.read("PMCCNTR_EL0").value == 33
     assert pe.write("PMEVCNTR1_EL0", 12).ok and el2(pe, "PMEVCNTR1_EL0") == 12
     assert pe.write("PMEVTYPER1_EL0", 0x11).ok and el2(pe, "PMEVTYPER1_EL0") == 0x11
-    # ER=1: event counter writes ignored (read-only), the type register stays writable
+    # ER=1: writes of the event counters *and* their type registers are ignored
+    # (ARM §D24.5.10/§D24.5.12 "permitted writes ... are ignored if {UEN,ER} == {1,1}")
     el2(pe, "PMUSERENR_EL0", UEN | ER)
     assert pe.write("PMEVCNTR1_EL0", 99).ok and el2(pe, "PMEVCNTR1_EL0") == 12
     el2(pe, "PMSELR_EL0", 1)
     assert pe.write("PMXEVCNTR_EL0", 99).ok and el2(pe, "PMEVCNTR1_EL0") == 12
-    assert pe.write("PMEVTYPER1_EL0", 0x08).ok and el2(pe, "PMEVTYPER1_EL0") == 0x08
-    # CR=1: PMCCNTR writes ignored
+    assert pe.write("PMEVTYPER1_EL0", 0x08).ok and el2(pe, "PMEVTYPER1_EL0") == 0x11
+    assert pe.write("PMXEVTYPER_EL0", 0x08).ok and el2(pe, "PMEVTYPER1_EL0") == 0x11
+    assert pe.read("PMEVTYPER1_EL0").value == 0x11
+    assert pe.write("PMCCFILTR_EL0", 1 << 31).ok and el2(pe, "PMCCFILTR_EL0") == 1 << 31
+    # CR=1: PMCCNTR and PMCCFILTR (also through PMXEVTYPER, SEL = 31) writes ignored
     el2(pe, "PMUSERENR_EL0", UEN | CR)
     assert pe.write("PMCCNTR_EL0", 1).ok and el2(pe, "PMCCNTR_EL0") == 33
+    assert pe.write("PMCCFILTR_EL0", 0).ok and el2(pe, "PMCCFILTR_EL0") == 1 << 31
+    el2(pe, "PMSELR_EL0", 31)
+    assert pe.write("PMXEVTYPER_EL0", 0).ok and el2(pe, "PMCCFILTR_EL0") == 1 << 31
+    assert pe.write("PMEVTYPER1_EL0", 0x08).ok and el2(pe, "PMEVTYPER1_EL0") == 0x08
     # PMUSERENR/PMINTEN writes stay UNDEFINED
     assert pe.write("PMUSERENR_EL0", 0).outcome is UNDEF
-    # TID=1 traps PMCEID reads
-    el2(pe, "PMUSERENR_EL0", UEN | TID)
-    assert pe.read("PMCEID0_EL0").outcome is TRAP1
-    el2(pe, "PMUSERENR_EL0", UEN)
-    assert pe.read("PMCEID0_EL0").ok
+    # TID=1 traps PMCEID reads, whether EN or UEN grants the access (ARM §D24.5.4)
+    for grant in (UEN, EN):
+        el2(pe, "PMUSERENR_EL0", grant | TID)
+        assert pe.read("PMCEID0_EL0").outcome is TRAP1
+        assert pe.read("PMCEID1_EL0").outcome is TRAP1
+        assert pe.read("PMCCFILTR_EL0").ok
+        el2(pe, "PMUSERENR_EL0", grant)
+        assert pe.read("PMCEID0_EL0").ok
+    el2(pe, "HCR_EL2", TGE | E2H)  # routed to EL2 under TGE like the other EL0 gates
+    el2(pe, "PMUSERENR_EL0", EN | TID)
+    assert pe.read("PMCEID0_EL0").outcome is TRAP2
 
 
 def test_pmuserenr_uen_ignored_before_pmuv3p9() -> None:

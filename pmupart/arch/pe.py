@@ -756,25 +756,31 @@ class PE:
             return None if (u & _USERENR["EN"]) and not uen else Outcome.TRAP_EL1
         if "UEN" in allowed:  # PMICNTR/PMICFILTR need UEN (EN does not enable them)
             return None if uen else Outcome.TRAP_EL1
-        if uen and allowed:
-            if reg.name.startswith("PMCEID") and (u & _USERENR["TID"]):
-                return Outcome.TRAP_EL1
-            return None
-        for bit in allowed:
-            if u & _USERENR[bit]:
-                return None
-        return Outcome.TRAP_EL1
+        granted = uen and bool(allowed)
+        if not granted:
+            granted = any(u & _USERENR[bit] for bit in allowed)
+        if not granted:
+            return Outcome.TRAP_EL1
+        # PMUv3p9 PMUSERENR_EL0.TID traps EL0 reads of PMCEID* once the access is otherwise
+        # permitted, with UEN = 0 (EN = 1) as well as UEN = 1 (spec §8.3; ARM §D24.5.4/5
+        # accessor: the TID test follows the EN/UEN test).
+        if self._p9 and reg.name.startswith("PMCEID") and (u & _USERENR["TID"]):
+            return Outcome.TRAP_EL1
+        return None
 
     def _uen_flags(self, reg: RegDef, idx: int | None, write: bool) -> int:
         """With PMUSERENR.UEN = 1: PMUACR_EL1 bit clear makes a counter RAZ/WI; ER/CR/IR = 1
-        make counter writes ignored (spec §8.3)."""
+        make EL0 writes of that counter's registers ignored, the count *and* its type/filter
+        register (spec §8.3; ARM §D24.5.10/12: "permitted writes of PMEVTYPER<n>_EL0 are
+        ignored if PMUSERENR_EL0.{UEN,ER} == {1,1}", §D24.5.1 the same for PMCCFILTR and CR)."""
         acr = self._pmuacr
         u = self._pmuserenr
         bit: int | None = None
         ro = 0
         if idx is not None:
+            # PMXEVTYPER with SEL = 31 is PMCCFILTR: the cycle counter's bits (C, CR)
             bit = CYCLE_IDX if idx == -1 else idx
-            ro = _USERENR["ER"]
+            ro = _USERENR["CR"] if idx == -1 else _USERENR["ER"]
         elif reg.name in ("PMCCNTR_EL0", "PMCCFILTR_EL0"):
             bit, ro = CYCLE_IDX, _USERENR["CR"]
         elif reg.name in ("PMICNTR_EL0", "PMICFILTR_EL0"):
@@ -783,10 +789,7 @@ class PE:
             return 0
         if not (acr >> bit) & 1:
             return 1
-        # ER/CR/IR make the *counter* registers read-only (not the type/filter registers);
-        # PMEVCNTR<n>_EL0 names end in a digit, so test the family too (spec §8.3).
-        is_cntr = reg.name.endswith("CNTR_EL0") or reg.family == "PMEVCNTR<n>_EL0"
-        if write and is_cntr and (u & ro):
+        if write and (u & ro):
             return 2
         return 0
 

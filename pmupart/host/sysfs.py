@@ -59,9 +59,10 @@ from pmupart.host.topology import (
     parse_cpulist,
 )
 
-#: ``CONFIG_HZ`` assumed for ``perf_event_mux_interval_ms`` (= 1000 / HZ).  ASSUMPTION:
-#: 250 is the kernel's ``Kconfig.hz`` default, used by arm64 defconfig and Android GKI;
-#: a HZ=1000 kernel shows 1, a HZ=100 one 10.
+#: ``CONFIG_HZ`` assumed for ``perf_event_mux_interval_ms`` (= 1000 / HZ, C integer
+#: division).  ASSUMPTION: 250 is the ``kernel/Kconfig.hz`` default (``default HZ_250``),
+#: which a config that does not choose HZ gets; distributions differ: a HZ=1000 kernel
+#: shows 1, HZ=300 shows 3, HZ=100 shows 10.
 DEFAULT_HZ = 250
 
 #: ``format/`` files of ``drivers/perf/arm_pmuv3.c`` (name -> contents without newline).

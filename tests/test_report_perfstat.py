@@ -23,6 +23,7 @@ from pmupart.report.perfstat import (
     csv_running_pct,
     format_csv,
     format_json,
+    format_report,
     format_std,
     scale_count,
 )
@@ -365,3 +366,48 @@ def test_report_and_target_reject() -> None:
         Metric("x", 1.0, "%d %d")
     with pytest.raises(ValueError, match="format_csv sep must be"):
         format_csv(StatReport("x", [], 1), sep="")
+
+
+# --- per-CPU rows (perf stat -A) and the dispatcher ---------------------------------------
+
+
+def per_cpu_report() -> StatReport:
+    return StatReport(
+        Target.system_wide(),
+        [
+            CounterResult("cycles", None, 1_000_000, 10, 10, cpu=0),
+            CounterResult("cycles", None, 3_000_000, 10, 5, cpu=12),
+            CounterResult("instructions", None, 2_000_000, 10, 10, cpu=0),
+            CounterResult("instructions", None, 1_000_000, 10, 5, cpu=12),
+        ],
+        1_000_000_000,
+    )
+
+
+def test_per_cpu_rows() -> None:
+    rep = per_cpu_report()
+    lines = [ln for ln in format_std(rep).splitlines() if ln.startswith("CPU")]
+    assert lines[0].startswith("CPU0   " + "1,000,000".rjust(18) + " ")
+    assert lines[1].startswith("CPU12  " + "6,000,000".rjust(18) + " ")
+    # IPC pairs rows of the same CPU: 2e6/1e6 on CPU0, 2e6/6e6 on CPU12
+    assert "2.00  insn per cycle" in lines[2] and "0.33  insn per cycle" in lines[3]
+    assert format_csv(rep).splitlines()[1] == "CPU12,6000000,,cycles,5,50.00,,"
+    first = json.loads(format_json(rep).splitlines()[0])
+    assert list(first)[:2] == ["cpu", "counter-value"] and first["cpu"] == "0"
+
+
+def test_per_cpu_all_or_none() -> None:
+    with pytest.raises(ValueError, match="must all have a cpu"):
+        StatReport("x", [CounterResult("cycles", None, 1, 1, 1, cpu=0),
+                         CounterResult("cycles", None, 1, 1, 1)], 1)
+    with pytest.raises(ValueError, match="cpu of 'cycles' must be None or an int >= 0"):
+        CounterResult("cycles", None, 1, 1, 1, cpu=-1)
+
+
+def test_format_report_dispatch() -> None:
+    rep = guest_report()
+    assert format_report(rep) == format_std(rep)
+    assert format_report(rep, "csv", ";") == format_csv(rep, ";")
+    assert format_report(rep, "json") == format_json(rep)
+    with pytest.raises(ValueError, match="output must be 'std', 'csv' or 'json'"):
+        format_report(rep, "xml")  # type: ignore[arg-type]

@@ -9,9 +9,11 @@
   (matplotlib, imported only when a plot is drawn).
 
 This package is a leaf: it takes plain data classes and imports nothing from the
-simulation layers (``pmupart.host``, ``pmupart.kvm``, ``pmupart.sim``).
+simulation layers (``pmupart.host``, ``pmupart.kvm``, ``pmupart.sim``); importing it does
+not import matplotlib or rich.
 """
 
+from pmupart.report.perfetto import FlowEnd, TraceBuilder
 from pmupart.report.perfstat import (
     CounterResult,
     Metric,
@@ -19,15 +21,47 @@ from pmupart.report.perfstat import (
     Target,
     format_csv,
     format_json,
+    format_report,
     format_std,
+)
+from pmupart.report.plots import (
+    CountSeries,
+    OwnershipSpan,
+    plot_counted_vs_true,
+    plot_ownership,
+    plot_run,
+)
+from pmupart.report.tables import (
+    OverheadReport,
+    PartyTime,
+    PerfEventCount,
+    SqueezedEvent,
+    TrapRow,
+    format_overhead,
+    render_overhead,
 )
 
 __all__ = [
+    "CountSeries",
     "CounterResult",
+    "FlowEnd",
     "Metric",
+    "OverheadReport",
+    "OwnershipSpan",
+    "PartyTime",
+    "PerfEventCount",
+    "SqueezedEvent",
     "StatReport",
     "Target",
+    "TraceBuilder",
+    "TrapRow",
     "format_csv",
     "format_json",
+    "format_overhead",
+    "format_report",
     "format_std",
+    "plot_counted_vs_true",
+    "plot_ownership",
+    "plot_run",
+    "render_overhead",
 ]

@@ -49,6 +49,7 @@ __all__ = [
     "csv_running_pct",
     "format_csv",
     "format_json",
+    "format_report",
     "format_std",
     "scale_count",
 ]
@@ -175,7 +176,8 @@ class CounterResult:
     ``"cycles:u"``); ``pmu`` is the core PMU it was opened on (``"armv8_cortex_a55"``), or
     ``None`` for software events and single-PMU hosts. ``unit``/``scale`` are the sysfs
     ``.unit``/``.scale`` of the event (``"msec"``/``1e-6`` for task-clock). ``metric``
-    overrides the metric perf would derive for this row.
+    overrides the metric perf would derive for this row. ``cpu`` makes it a per-CPU row
+    (``perf stat -A``: ``CPU3`` in front); give it on every row or on none.
     """
 
     event: str
@@ -187,6 +189,7 @@ class CounterResult:
     unit: str = ""
     scale: float = 1.0
     metric: Metric | None = None
+    cpu: int | None = None
 
     def __post_init__(self) -> None:
         if not self.event:
@@ -210,6 +213,13 @@ class CounterResult:
             )
         if self.pmu == "":
             raise ValueError(f"CounterResult.pmu of {self.event!r} must be None or a name")
+        if self.cpu is not None and (
+            isinstance(self.cpu, bool) or not isinstance(self.cpu, int) or self.cpu < 0
+        ):
+            raise ValueError(
+                f"CounterResult.cpu of {self.event!r} must be None or an int >= 0, "
+                f"not {self.cpu!r}"
+            )
 
     @property
     def counted(self) -> bool:
@@ -288,6 +298,10 @@ class StatReport:
                 continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"StatReport.{name} must be an int >= 0, not {v!r}")
+        if len({r.cpu is None for r in res}) > 1:
+            raise ValueError(
+                "StatReport.results must all have a cpu (perf stat -A) or none of them"
+            )
         if (user_ns is None) != (sys_ns is None):
             raise ValueError("StatReport.user_ns and sys_ns must be given together or not at all")
         object.__setattr__(self, "target", tgt)
@@ -361,6 +375,8 @@ def _find_stat(report: StatReport, me: int, stat: int) -> float:
         if t != stat or mods != mods0:
             continue
         if stat != _NSECS and r.pmu != r0.pmu:
+            continue
+        if r.cpu != r0.cpu:  # per-CPU rows pair with the same CPU's rows
             continue
         if stat == _NSECS:
             scaled = r.scaled_value
@@ -452,7 +468,8 @@ def format_std(report: StatReport) -> str:
     uw = report.unit_width
     hint = False
     for i, r in enumerate(report.results):
-        line = _value_text(r, report.big_num, csv=False).rjust(COUNTS_LEN) + " "
+        line = "" if r.cpu is None else f"CPU{r.cpu:<3d} "
+        line += _value_text(r, report.big_num, csv=False).rjust(COUNTS_LEN) + " "
         line += r.unit.ljust(uw) + " "
         line += r.display_name(report.uniquified).ljust(EVNAME_LEN)
         line += _std_metric(report.metric(i) if r.counted else None)
@@ -505,6 +522,8 @@ def format_csv(report: StatReport, sep: str = ",") -> str:
             fields += ["", ""]
         else:
             fields += [_csv_metric_value(m), m.unit.lstrip(" \t\n\r\f\v")]
+        if r.cpu is not None:
+            fields.insert(0, f"CPU{r.cpu}")
         lines.append(sep.join(fields) + "\n")
     return "".join(lines)
 
@@ -514,7 +533,8 @@ def format_json(report: StatReport) -> str:
     lines = []
     for i, r in enumerate(report.results):
         value = f"{_uval(r):f}" if r.counted else _value_text(r, False, csv=True)
-        parts = [
+        parts = [] if r.cpu is None else [f'"cpu" : "{r.cpu}"']
+        parts += [
             f'"counter-value" : {json.dumps(value)}',
             f'"unit" : {json.dumps(r.unit)}',
             f'"event" : {json.dumps(r.display_name(report.uniquified))}',
@@ -528,3 +548,17 @@ def format_json(report: StatReport) -> str:
             parts.append(f'"metric-unit" : {json.dumps(m.unit)}')
         lines.append("{" + ", ".join(parts) + "}\n")
     return "".join(lines)
+
+
+OutputFormat = Literal["std", "csv", "json"]
+
+
+def format_report(report: StatReport, output: OutputFormat = "std", sep: str = ",") -> str:
+    """Dispatch on the output format, as ``perf stat`` / ``-x SEP`` / ``-j`` choose it."""
+    if output == "std":
+        return format_std(report)
+    if output == "csv":
+        return format_csv(report, sep)
+    if output == "json":
+        return format_json(report)
+    raise ValueError(f"perf stat output must be 'std', 'csv' or 'json', not {output!r}")

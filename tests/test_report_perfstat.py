@@ -316,9 +316,13 @@ def test_display_name_variants() -> None:
     assert CounterResult("cycles:u", "armv8_pmuv3_0", 1, 1, 1).display_name(True) == (
         "armv8_pmuv3_0/cycles/u"
     )
-    assert CounterResult("cpu/event=0x11/", "armv8_cortex_a55", 1, 1, 1).display_name(True) == (
-        "armv8_cortex_a55/event=0x11/"
+    assert CounterResult("cycles//u", "armv8_pmuv3_0", 1, 1, 1).display_name(True) == (
+        "armv8_pmuv3_0/cycles/u"
     )
+    assert CounterResult("cycles/period=7/", "armv8_cortex_a55", 1, 1, 1).display_name(
+        True
+    ) == "armv8_cortex_a55/cycles,period=7/"
+    assert CounterResult("cycles", "armv8_cortex_a55", 1, 1, 1).display_name(False) == "cycles"
     assert CounterResult("armv8_cortex_a55/cycles/", "armv8_cortex_a55", 1, 1, 1).display_name(
         True
     ) == "armv8_cortex_a55/cycles/"

@@ -241,13 +241,24 @@ class CounterResult:
         return 100.0 * self.time_running / self.time_enabled
 
     def display_name(self, uniquify: bool) -> str:
-        """The event column: ``pmu/event/`` when perf uniquifies hybrid events."""
-        if not uniquify or self.pmu is None or self.event.startswith(self.pmu):
-            return self.event
-        if "/" in self.event:  # already pmu/terms/: swap the PMU part, as perf does
-            return self.pmu + self.event[self.event.index("/"):]
-        base, sep, mods = self.event.partition(":")
-        return f"{self.pmu}/{base}/{mods}" if sep else f"{self.pmu}/{base}/"
+        """The event column: the PMU-qualified name when perf uniquifies hybrid events.
+
+        As ``evsel__uniquify_counter()``: a name already starting with the PMU stays;
+        ``ev//mods`` becomes ``pmu/ev/mods``, ``ev/terms/`` becomes ``pmu/ev,terms/``,
+        ``ev:mods`` becomes ``pmu/ev/mods`` and a plain ``ev`` becomes ``pmu/ev/``.
+        """
+        name, pmu = self.event, self.pmu
+        if not uniquify or pmu is None or name.startswith(pmu):
+            return name
+        if "/" in name:
+            i = name.index("/")
+            if name[i + 1:i + 2] == "/":
+                return f"{pmu}/{name[:i]}/{name[i + 2:]}"
+            return f"{pmu}/{name[:i]},{name[i + 1:]}"
+        if ":" in name:
+            i = name.index(":")
+            return f"{pmu}/{name[:i]}/{name[i + 1:]}"
+        return f"{pmu}/{name}/"
 
 
 @dataclass(frozen=True, slots=True)

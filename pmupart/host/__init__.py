@@ -15,8 +15,10 @@ from pmupart.host.topology import (
 )
 
 __all__ = [
+    "PRESETS",
     "AllocOrder",
     "ArmPmu",
+    "Cluster",
     "EventState",
     "HostCosts",
     "HostCpu",
@@ -25,11 +27,9 @@ __all__ = [
     "PerfError",
     "PerfEvent",
     "PerfEventAttr",
+    "PmuDesc",
     "Reservation",
     "Task",
-    "PRESETS",
-    "Cluster",
-    "PmuDesc",
     "Topology",
     "TopologyError",
     "get_preset",

@@ -1,0 +1,368 @@
+"""The host PMUv3 perf driver: models ``drivers/perf/arm_pmuv3.c`` (and ``arm_pmu.c``).
+
+One :class:`ArmPmu` per core type (as on DT systems), each with per-CPU hardware state
+(``struct pmu_hw_events``: the counters in use and, from the partitioning series v9, the
+per-CPU allocation mask).  The driver programs the PE's registers at EL2 (a VHE host),
+allocates counters (``armv8pmu_get_event_idx``: the cycle counter for CPU_CYCLES, a
+chained odd/even pair for a 64-bit event on a pre-PMUv3p5 core, else a single counter,
+searched high to low as the series' v8 does), and handles the PMU interrupt
+(``armv8pmu_handle_irq``), demultiplexing guest bits to KVM when the PMU is partitioned.
+
+The partition knob is the series' ``arm_pmuv3.reserved_host_counters`` (v3 onward; default
+-1 = no partition; 0..N); ``armv8pmu_partition`` turns it into ``max_guest_counters``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from pmupart.arch.cores import Core
+from pmupart.arch.events import Event
+from pmupart.arch.pe import C_BIT, CYCLE_IDX, PE
+from pmupart.host.perf_event import EventState, PerfEvent
+
+if TYPE_CHECKING:
+    from pmupart.host.kernel import HostKernel
+
+log = logging.getLogger("pmupart.host")
+
+# PMEVTYPER filter bits as the driver names them (include/linux/perf/arm_pmuv3.h names;
+# positions from the register table, spec §4).
+ARMV8_PMU_EXCLUDE_EL1 = 1 << 31
+ARMV8_PMU_EXCLUDE_EL0 = 1 << 30
+ARMV8_PMU_INCLUDE_EL2 = 1 << 27
+_CHAIN = int(Event.CHAIN)
+_CPU_CYCLES = int(Event.CPU_CYCLES)
+
+
+class AllocOrder(Enum):
+    """Where ``armv8pmu_get_single_idx`` starts looking."""
+
+    HIGH_TO_LOW = "high-to-low"  #: the partitioning series v8 (keeps clear of the guest range)
+    LOW_TO_HIGH = "low-to-high"  #: upstream before the series
+
+
+class Reservation(Enum):
+    """What ``reserved_host_counters`` means (spec kvm-partitioning §2.3)."""
+
+    STATIC = "static"  #: v1-v6: the guest range is taken from the host at boot
+    DYNAMIC = "dynamic"  #: v7+: taken only while a partitioned vCPU is loaded
+
+
+@dataclass
+class PmuHwEvents:
+    """``struct pmu_hw_events`` for one CPU: counters in use and the allocation mask."""
+
+    cntr_mask: int  #: counters the host may allocate (general bits + C)
+    used_mask: int = 0
+    events: dict[int, PerfEvent] = field(default_factory=dict)
+
+
+class ArmPmu:
+    """One host ``struct arm_pmu`` (one per core type on DT systems)."""
+
+    def __init__(self, kernel: HostKernel, name: str, type_: int, cpus: tuple[int, ...],
+                 core: Core, *, reserved_host_counters: int = -1,
+                 reservation: Reservation = Reservation.DYNAMIC,
+                 alloc_order: AllocOrder = AllocOrder.HIGH_TO_LOW) -> None:
+        self.kernel = kernel
+        self.name = name
+        self.type = type_
+        self.cpus = tuple(cpus)
+        self.core = core
+        self.num_counters = core.num_counters
+        self.alloc_order = alloc_order
+        self.reservation = reservation
+        self.hw_cntr_impl = ((1 << self.num_counters) - 1) | C_BIT  # v8: implemented counters
+        self.max_guest_counters = -1
+        self.reserved_host_counters = -1
+        self.armv8pmu_partition(reserved_host_counters)
+        self.hw: dict[int, PmuHwEvents] = {
+            c: PmuHwEvents(self._boot_cntr_mask()) for c in self.cpus}
+        self.squeezed: dict[int, list[PerfEvent]] = {c: [] for c in self.cpus}
+        #: ``kvm_pmu_handle_guest_irq`` hook, set by KVM: (cpu, guest overflow bits) -> None
+        self.guest_irq_handler: Callable[[int, int], None] | None = None
+
+    # ------------------------------------------------------------------ partition
+    def armv8pmu_partition(self, reserved: int) -> None:
+        """Validate the knob and set ``max_guest_counters`` = N - reserved (-1 = none).
+        Out-of-range values disable partitioning with a warning, as a module parameter
+        outside 0..N would be rejected."""
+        n = self.num_counters
+        if reserved == -1:
+            self.max_guest_counters = -1
+            self.reserved_host_counters = -1
+            return
+        if not 0 <= reserved <= n:
+            log.warning("%s: reserved_host_counters=%d outside 0..%d; PMU not partitioned",
+                        self.name, reserved, n)
+            self.max_guest_counters = -1
+            self.reserved_host_counters = -1
+            return
+        self.reserved_host_counters = reserved
+        self.max_guest_counters = n - reserved
+
+    @property
+    def partitioned(self) -> bool:
+        return self.max_guest_counters >= 0
+
+    def guest_mask(self) -> int:
+        """``GENMASK(max_guest_counters-1, 0) | C``: what a loaded partitioned vCPU takes
+        (pmu-direct.c ``kvm_pmu_load``)."""
+        if not self.partitioned:
+            return 0
+        return ((1 << self.max_guest_counters) - 1) | C_BIT
+
+    def _boot_cntr_mask(self) -> int:
+        if self.partitioned and self.reservation is Reservation.STATIC:
+            return self.hw_cntr_impl & ~self.guest_mask()  # v1-v6: removed at probe
+        return self.hw_cntr_impl
+
+    # ------------------------------------------------------------------ filters
+    def event_filter(self, ev: PerfEvent, guest_context: bool) -> int:
+        """``armv8pmu_set_event_filter`` on a VHE host, plus the EL0 bit as KVM's
+        ``kvm_vcpu_pmu_restore_guest/host`` leave it for the current context (kvm/pmu.c)."""
+        a = ev.attr
+        bits = 0
+        if not a.exclude_kernel and not a.exclude_host:
+            bits |= ARMV8_PMU_INCLUDE_EL2  # the VHE host kernel runs at EL2
+        if a.exclude_guest or a.exclude_kernel:
+            bits |= ARMV8_PMU_EXCLUDE_EL1  # EL1 is only ever a guest's on VHE
+        counts_el0 = ev.guest_el0 if guest_context else ev.host_el0
+        if not counts_el0:
+            bits |= ARMV8_PMU_EXCLUDE_EL0
+        return bits
+
+    # ------------------------------------------------------------------ allocation
+    def armv8pmu_get_event_idx(self, cpu: int, ev: PerfEvent) -> int | None:
+        """Pick a counter: PMCCNTR for CPU_CYCLES when free and allowed; a chained pair for a
+        64-bit event on a pre-PMUv3p5 core; else a single counter (high to low in v8)."""
+        hw = self.hw[cpu]
+        free = hw.cntr_mask & ~hw.used_mask
+        if ev.attr.config == _CPU_CYCLES and (free & C_BIT):
+            return CYCLE_IDX
+        gen = [i for i in range(self.num_counters) if (free >> i) & 1]
+        if self.alloc_order is AllocOrder.HIGH_TO_LOW:
+            gen.reverse()
+        p5 = self.core.pmuver >= 6
+        if ev.attr.long and not p5:
+            # armv8pmu_get_chain_idx: odd counter with its even partner free
+            for i in gen:
+                if i & 1 and ((free >> (i - 1)) & 1):
+                    return i
+            return None
+        return gen[0] if gen else None
+
+    def add(self, cpu: int, ev: PerfEvent) -> bool:
+        """``armpmu_add``: get a counter and program it; False if none is free."""
+        idx = self.armv8pmu_get_event_idx(cpu, ev)
+        if idx is None:
+            return False
+        hw = self.hw[cpu]
+        chained = ev.attr.long and self.core.pmuver < 6 and idx != CYCLE_IDX
+        hw.used_mask |= 1 << idx
+        if chained:
+            hw.used_mask |= 1 << (idx - 1)
+        hw.events[idx] = ev
+        ev.hw_idx = idx
+        ev.chained = chained
+        ev.state = EventState.ACTIVE
+        self._program(cpu, ev)
+        return True
+
+    def remove(self, cpu: int, ev: PerfEvent) -> None:
+        """``armpmu_del``: read the final count, disable and free the counter."""
+        if ev.hw_idx is None:
+            return
+        self.read(ev)
+        idx = ev.hw_idx
+        pe = self.kernel.cpus[cpu].pe
+        bits = 1 << idx
+        if ev.chained:
+            bits |= 1 << (idx - 1)
+        with pe.at_el(2):
+            pe.write("PMCNTENCLR_EL0", bits)
+            pe.write("PMINTENCLR_EL1", bits)
+            pe.write("PMOVSCLR_EL0", bits)
+        hw = self.hw[cpu]
+        hw.used_mask &= ~bits
+        hw.events.pop(idx, None)
+        ev.hw_idx = None
+        ev.chained = False
+        if ev.state is EventState.ACTIVE:
+            ev.state = EventState.INACTIVE
+        self.kernel.charge(cpu, self.kernel.costs.perf_sched_event, "perf_sched")
+
+    # ------------------------------------------------------------------ programming
+    def _counter_value_for(self, ev: PerfEvent, left: int) -> int:
+        """The value that overflows after ``left`` events (``armpmu_event_set_period``,
+        with ``armv8pmu_bias_long_counter`` for 32-bit events on 64-bit counters)."""
+        if ev.hw_idx == CYCLE_IDX or ev.chained or self.core.pmuver >= 6:
+            v = (1 << 64) - left
+            if not ev.attr.long and ev.hw_idx != CYCLE_IDX:
+                v |= 0xFFFFFFFF << 32  # bias: overflow at the 32-bit boundary either way
+            return v & ((1 << 64) - 1)
+        return ((1 << 32) - left) & 0xFFFFFFFF
+
+    def set_period(self, ev: PerfEvent) -> bool:
+        """``armpmu_event_set_period``: returns True when the sample period elapsed."""
+        period = ev.sample_period
+        fired = False
+        left = ev.period_left
+        if period:
+            if left <= -period:
+                left = period
+                ev.period_left = left
+                fired = True
+            if left <= 0:
+                left += period
+                ev.period_left = left
+                fired = True
+        max_p = ev.max_period if (ev.hw_idx == CYCLE_IDX or ev.chained or ev.attr.long) \
+            else (1 << 32) - 1
+        if left <= 0 or left > (max_p >> 1):
+            left = max_p >> 1
+        self._write_counter(ev, self._counter_value_for(ev, left))
+        return fired
+
+    def _write_counter(self, ev: PerfEvent, value: int) -> None:
+        pe = self.kernel.cpus[self._cpu_of(ev)].pe
+        idx = ev.hw_idx
+        assert idx is not None
+        with pe.at_el(2):
+            if idx == CYCLE_IDX:
+                pe.write("PMCCNTR_EL0", value)
+            elif ev.chained:
+                pe.write(f"PMEVCNTR{idx - 1}_EL0", value & 0xFFFFFFFF)
+                pe.write(f"PMEVCNTR{idx}_EL0", value >> 32)
+            else:
+                pe.write(f"PMEVCNTR{idx}_EL0", value)
+        ev.prev_hw = self._hw_value(pe, ev)
+
+    def _hw_value(self, pe: PE, ev: PerfEvent) -> int:
+        idx = ev.hw_idx
+        assert idx is not None
+        s = pe.snapshot()
+        if idx == CYCLE_IDX:
+            return s.pmccntr
+        if ev.chained:
+            return (s.evcntr[idx] << 32) | (s.evcntr[idx - 1] & 0xFFFFFFFF)
+        return s.evcntr[idx]
+
+    def _cpu_of(self, ev: PerfEvent) -> int:
+        for c, hw in self.hw.items():
+            if ev.hw_idx is not None and hw.events.get(ev.hw_idx) is ev:
+                return c
+        raise AssertionError("event is not on a counter")
+
+    def _program(self, cpu: int, ev: PerfEvent) -> None:
+        """``armv8pmu_enable_event``: type and filter, period, interrupt, enable."""
+        pe = self.kernel.cpus[cpu].pe
+        idx = ev.hw_idx
+        assert idx is not None
+        filt = self.event_filter(ev, self.kernel.cpus[cpu].guest_loaded)
+        with pe.at_el(2):
+            if idx == CYCLE_IDX:
+                pe.write("PMCCFILTR_EL0", filt)
+            elif ev.chained:
+                pe.write(f"PMEVTYPER{idx - 1}_EL0", filt | ev.attr.config)
+                # the high half counts CHAIN at every EL (LX-DRV armv8pmu_write_event_type)
+                pe.write(f"PMEVTYPER{idx}_EL0", ARMV8_PMU_INCLUDE_EL2 | _CHAIN)
+            else:
+                pe.write(f"PMEVTYPER{idx}_EL0", filt | ev.attr.config)
+        self.set_period(ev)
+        bits = 1 << idx
+        if ev.chained:
+            bits |= 1 << (idx - 1)
+        irq_bits = bits if not ev.chained else (1 << idx)
+        with pe.at_el(2):
+            pe.write("PMINTENSET_EL1", irq_bits)
+            pe.write("PMCNTENSET_EL0", bits)
+            self._start(pe)
+        self.kernel.charge(cpu, self.kernel.costs.perf_sched_event, "perf_sched")
+
+    def _start(self, pe: PE) -> None:
+        """``armv8pmu_start``: PMCR_EL0.E (and LC, LP on PMUv3p5) and, for the second range,
+        MDCR_EL2.HPME (the series' host counters)."""
+        pmcr = pe.read("PMCR_EL0").value or 0
+        want = pmcr | 1 | (1 << 6) | ((1 << 7) if self.core.pmuver >= 6 else 0)
+        if want != pmcr:
+            pe.write("PMCR_EL0", want & ~((1 << 1) | (1 << 2)))
+
+    def reprogram_el0(self, cpu: int, guest_context: bool) -> int:
+        """Rewrite the EL0 filter bit of every active host event for the context now on the
+        CPU (``kvm_vcpu_pmu_restore_guest/host``); returns the registers written."""
+        hw = self.hw[cpu]
+        pe = self.kernel.cpus[cpu].pe
+        n = 0
+        with pe.at_el(2):
+            for idx, ev in hw.events.items():
+                filt = self.event_filter(ev, guest_context)
+                if ev.host_el0 == ev.guest_el0:
+                    continue
+                if idx == CYCLE_IDX:
+                    pe.write("PMCCFILTR_EL0", filt)
+                else:
+                    lo = idx - 1 if ev.chained else idx
+                    pe.write(f"PMEVTYPER{lo}_EL0", filt | ev.attr.config)
+                n += 1
+        return n
+
+    def read(self, ev: PerfEvent) -> None:
+        """``armpmu_event_update``: add the hardware delta since the last update."""
+        if ev.hw_idx is None:
+            return
+        pe = self.kernel.cpus[self._cpu_of(ev)].pe
+        new = self._hw_value(pe, ev)
+        mask = (1 << 64) - 1 if (ev.attr.long or ev.hw_idx == CYCLE_IDX) else (1 << 32) - 1
+        delta = (new - ev.prev_hw) & mask
+        ev.prev_hw = new
+        ev.count += delta
+        ev.period_left -= delta
+
+    # ------------------------------------------------------------------ interrupt
+    def armv8pmu_handle_irq(self, cpu: int) -> int:
+        """The PMU interrupt: read PMOVSCLR (masked by PMINTENSET), clear the host bits, update
+        each overflowed host event and run its overflow handler when its period elapsed;
+        guest-range bits of a partitioned PMU go to KVM (series v7 15/20).  Returns the
+        number of host events handled."""
+        pe = self.kernel.cpus[cpu].pe
+        hw = self.hw[cpu]
+        with pe.at_el(2):
+            ovs = (pe.read("PMOVSCLR_EL0").value or 0) & (pe.read("PMINTENSET_EL1").value or 0)
+        # Bits of the counters a loaded partitioned vCPU owns belong to the guest.
+        guest_bits = ovs & self.kernel.cpus[cpu].guest_counter_mask
+        host_bits = ovs & ~guest_bits
+        if host_bits:
+            with pe.at_el(2):
+                pe.write("PMOVSCLR_EL0", host_bits)
+        handled = 0
+        for idx, ev in list(hw.events.items()):
+            if not (host_bits >> idx) & 1:
+                continue
+            self.read(ev)
+            if self.set_period(ev):
+                ev.nr_samples += 1
+                if ev.overflow_handler is not None:
+                    ev.overflow_handler(ev)
+            handled += 1
+        if guest_bits and self.guest_irq_handler is not None:
+            self.guest_irq_handler(cpu, guest_bits)
+        return handled
+
+    # ------------------------------------------------------------------ dynamic mask
+    def set_cntr_mask(self, cpu: int, mask: int) -> list[PerfEvent]:
+        """Install a new allocation mask; return the active host events that sit outside it
+        (the caller reschedules them: ``perf_pmu_resched_update``)."""
+        hw = self.hw[cpu]
+        hw.cntr_mask = mask
+        out = []
+        for idx, ev in hw.events.items():
+            bits = (1 << idx) | ((1 << (idx - 1)) if ev.chained else 0)
+            if bits & ~mask:
+                out.append(ev)
+        return out

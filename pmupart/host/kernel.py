@@ -1,0 +1,448 @@
+"""The host kernel: CPUs with their PEs, perf's per-CPU scheduling, the PMU drivers.
+
+A VHE host: the host kernel runs at EL2 and host user space at EL0 with
+HCR_EL2.{E2H,TGE} = {1,1}; guests run at EL1/EL0 with TGE clear.  Work is retired on a
+CPU with :meth:`HostKernel.retire`, which cuts the block exactly where an enabled
+counter overflows (so the PMU interrupt is taken at its interpolated point) and where
+perf's multiplexing timer fires; every perf operation and interrupt charges its cost
+in cycles at EL2, where host counters that count EL2 see it (DESIGN.md decision 6).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import cast
+
+from pmupart.arch.cores import Core
+from pmupart.arch.events import Event, event_number
+from pmupart.arch.pe import C_BIT, CYCLE_IDX, PE
+from pmupart.arch.policy import Policies
+from pmupart.errors import PmupartError
+from pmupart.host.arm_pmuv3 import AllocOrder, ArmPmu, Reservation
+from pmupart.host.perf_event import EventState, PerfContext, PerfEvent, PerfEventAttr, Task
+
+log = logging.getLogger("pmupart.host")
+_CYC = int(Event.CPU_CYCLES)
+_INST = int(Event.INST_RETIRED)
+
+
+class PerfError(PmupartError, OSError):
+    """``perf_event_open`` refused: carries the errno the syscall returns."""
+
+    def __init__(self, err: int, msg: str) -> None:
+        OSError.__init__(self, err, msg)
+        self.errno = err
+
+
+@dataclass(frozen=True, slots=True)
+class HostCosts:
+    """Cycle costs of host kernel operations, charged at EL2 (model parameters).
+
+    Defaults are order-of-magnitude estimates for a 2-3 GHz Arm core running a current
+    kernel, chosen once and documented in README "Costs"; scenarios override them.
+    """
+
+    perf_event_create: int = 9000  #: perf_event_create_kernel_counter: alloc, init, install
+    perf_event_release: int = 6000  #: perf_event_release_kernel
+    perf_sched_event: int = 200  #: armpmu_add/del of one event: a few MSR/MRS and an ISB
+    perf_read: int = 150  #: perf_event_read_value of an active event
+    pmu_irq: int = 1200  #: PMU IRQ entry/exit, GIC acknowledge and EOI, handler prologue
+    pmu_irq_per_event: int = 600  #: per overflowed event: update, set_period
+    perf_sample: int = 2500  #: perf_event_overflow writing one sample (perf record)
+    resched: int = 800  #: perf_pmu_resched_update: schedule out and back in
+    rotate: int = 1500  #: perf_rotate_context (hrtimer) bookkeeping
+
+
+@dataclass
+class HostStats:
+    """What the host kernel did (for reports and checks)."""
+
+    perf_events_created: int = 0
+    perf_events_released: int = 0
+    squeezed_out: int = 0
+    pinned_squeezed_out: int = 0
+    pmu_irqs: int = 0
+    rotations: int = 0
+    el2_cycles: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+
+
+class HostCpu:
+    """One physical CPU: its PE, clock and perf context."""
+
+    def __init__(self, cpu: int, core: Core, pe: PE, mux_interval_ns: int) -> None:
+        self.id = cpu
+        self.core = core
+        self.pe = pe
+        self.ctx = PerfContext(cpu)
+        self.now_ns = 0
+        self._cyc_rem = 0  # cycle remainder (ns conversion is exact over a run)
+        self.mux_interval_ns = mux_interval_ns
+        self.next_rotation_ns = mux_interval_ns
+        self.guest_loaded = False  #: a vCPU is loaded (guest EL0 filter context)
+        self.guest_counter_mask = 0  #: counters a loaded partitioned vCPU owns
+        self.loaded_vcpu: object | None = None
+        self.el2_cycles = 0
+
+    @property
+    def freq_mhz(self) -> int:
+        return self.core.freq_mhz
+
+    def advance_cycles(self, cycles: int) -> None:
+        tot = self._cyc_rem + cycles * 1000
+        self.now_ns += tot // self.freq_mhz
+        self._cyc_rem = tot % self.freq_mhz
+
+    def cycles_until(self, t_ns: int) -> int:
+        """Cycles that take this CPU's clock to ``t_ns`` (at least 1)."""
+        dt = t_ns - self.now_ns
+        return max(1, -(-(dt * self.freq_mhz - self._cyc_rem) // 1000))
+
+
+class HostKernel:
+    """The host: CPUs, PMUs (``m.host.pmus``) and perf."""
+
+    def __init__(self, cpu_cores: list[Core], pmus: list[tuple[str, int, tuple[int, ...], Core]],
+                 *, reserved_host_counters: int = -1,
+                 reservation: Reservation = Reservation.DYNAMIC,
+                 alloc_order: AllocOrder = AllocOrder.HIGH_TO_LOW,
+                 mux_interval_ms: int = 4, costs: HostCosts | None = None,
+                 policies: Policies | None = None) -> None:
+        self.costs = costs or HostCosts()
+        self.stats = HostStats()
+        self.mux_interval_ms = mux_interval_ms
+        self.cpus = [HostCpu(i, c, PE.from_core(c, policies=policies), mux_interval_ms * 10**6)
+                     for i, c in enumerate(cpu_cores)]
+        for hc in self.cpus:
+            # Host boot: Linux's el2_setup leaves HPMN = N, no traps; VHE host with TGE set.
+            with hc.pe.at_el(2):
+                hc.pe.write("HCR_EL2", (1 << 34) | (1 << 27))
+        self.pmus = [ArmPmu(self, name, typ, cpus, core,
+                            reserved_host_counters=reserved_host_counters,
+                            reservation=reservation, alloc_order=alloc_order)
+                     for name, typ, cpus, core in pmus]
+        self._pmu_by_type = {p.type: p for p in self.pmus}
+        self._pmu_of_cpu = {c: p for p in self.pmus for c in p.cpus}
+        self.reserved_host_counters = reserved_host_counters
+        self.reservation = reservation
+        self.events: list[PerfEvent] = []
+        self.listeners: list[Callable[[str, dict[str, object]], None]] = []
+
+    # ------------------------------------------------------------------ lookup
+    def pmu_by_type(self, type_: int) -> ArmPmu | None:
+        return self._pmu_by_type.get(type_)
+
+    def pmu_of_cpu(self, cpu: int) -> ArmPmu:
+        return self._pmu_of_cpu[cpu]
+
+    def emit(self, kind: str, **data: object) -> None:
+        """Tell listeners (engine, checker, tracer) what happened."""
+        for fn in self.listeners:
+            fn(kind, data)
+
+    # ------------------------------------------------------------------ perf API
+    def perf_event_open(self, attr: PerfEventAttr, cpu: int = -1, task: Task | None = None,
+                        group_leader: PerfEvent | None = None,
+                        overflow_handler: Callable[[PerfEvent], None] | None = None,
+                        owner: str = "host", charge_cpu: int | None = None) -> PerfEvent:
+        """``perf_event_open`` / ``perf_event_create_kernel_counter``."""
+        pmu = self.pmu_by_type(attr.type)
+        if pmu is None:
+            raise PerfError(errno.ENOENT, f"no PMU with type {attr.type}")
+        if cpu == -1 and task is None:
+            raise PerfError(errno.EINVAL, "an event needs a CPU or a task")
+        if cpu != -1 and cpu not in pmu.cpus:
+            raise PerfError(errno.ENOENT, f"PMU {pmu.name} does not cover CPU {cpu}")
+        ev = PerfEvent(attr, pmu, cpu, task, group_leader=group_leader,
+                       overflow_handler=overflow_handler, owner=owner)
+        ev.host_el0 = not (attr.exclude_user or attr.exclude_host)
+        ev.guest_el0 = not (attr.exclude_user or attr.exclude_guest)
+        ev.sample_period = attr.sample_period
+        ev.period_left = attr.sample_period
+        if attr.disabled:
+            ev.state = EventState.OFF
+        if cpu != -1:
+            ev._tstamp = self.cpus[cpu].now_ns
+        elif task is not None and task.cpu is not None:
+            ev._tstamp = self.cpus[task.cpu].now_ns
+        if group_leader is not None:
+            group_leader.siblings.append(ev)
+        elif task is not None:
+            task.events.append(ev)
+        else:
+            self.cpus[cpu].ctx.cpu_events.append(ev)
+        self.events.append(ev)
+        self.stats.perf_events_created += 1
+        where = charge_cpu if charge_cpu is not None else (cpu if cpu != -1 else task.cpu
+                                                           if task else None)
+        if where is not None:
+            self.charge(where, self.costs.perf_event_create, "perf_event_create")
+        # Schedule it in where it can run now.
+        for c in self._cpus_for(ev):
+            self.resched(c)
+        return ev
+
+    def perf_event_release(self, ev: PerfEvent, charge_cpu: int | None = None) -> None:
+        """``perf_event_release_kernel``."""
+        for c in self._cpus_for(ev.leader):
+            if ev.hw_idx is not None:
+                self.cpus[c].ctx.update_times(self.cpus[c].now_ns)
+                ev.pmu.remove(c, ev)
+        ev.state = EventState.DEAD
+        if ev.task is not None and ev in ev.task.events:
+            ev.task.events.remove(ev)
+        if ev.cpu != -1 and ev in self.cpus[ev.cpu].ctx.cpu_events:
+            self.cpus[ev.cpu].ctx.cpu_events.remove(ev)
+        if ev.group_leader is not None and ev in ev.group_leader.siblings:
+            ev.group_leader.siblings.remove(ev)
+        self.stats.perf_events_released += 1
+        where = charge_cpu if charge_cpu is not None else (
+            ev.cpu if ev.cpu != -1 else (ev.task.cpu if ev.task else None))
+        if where is not None:
+            self.charge(where, self.costs.perf_event_release, "perf_event_release")
+            self.resched(where)
+
+    def perf_event_read(self, ev: PerfEvent) -> tuple[int, int, int]:
+        """``perf_event_read_value``: bring times up to date, then (count, enabled, running)."""
+        for c in self._cpus_for(ev.leader):
+            self.cpus[c].ctx.update_times(self.cpus[c].now_ns)
+        return ev.read_value()
+
+    def _cpus_for(self, ev: PerfEvent) -> list[int]:
+        if ev.cpu != -1:
+            return [ev.cpu]
+        if ev.task is not None and ev.task.cpu is not None and ev.task.cpu in ev.pmu.cpus:
+            return [ev.task.cpu]
+        return []
+
+    # ------------------------------------------------------------------ scheduling
+    def _group_in(self, cpu: int, leader: PerfEvent) -> bool:
+        pmu = leader.pmu
+        done: list[PerfEvent] = []
+        for e in (leader, *leader.siblings):
+            if e.state is EventState.OFF:
+                continue
+            if not pmu.add(cpu, e):
+                for d in done:
+                    pmu.remove(cpu, d)
+                return False
+            done.append(e)
+        return True
+
+    def sched_out(self, cpu: int, flexible_only: bool = False) -> None:
+        hc = self.cpus[cpu]
+        hc.ctx.update_times(hc.now_ns)
+        for leader in hc.ctx.leaders():
+            if flexible_only and leader.attr.pinned:
+                continue
+            for e in (leader, *leader.siblings):
+                if e.state is EventState.ACTIVE:
+                    e.pmu.remove(cpu, e)
+
+    def sched_in(self, cpu: int) -> None:
+        """``ctx_sched_in``: pinned groups first, then flexible in rotation order; after the
+        first flexible group that does not fit, no other is tried (``merge_sched_in``)."""
+        hc = self.cpus[cpu]
+        hc.ctx.update_times(hc.now_ns)
+        leaders = hc.ctx.leaders()
+        for leader in leaders:
+            if not leader.attr.pinned or leader.state is not EventState.INACTIVE:
+                continue
+            if leader.pmu is not self.pmu_of_cpu(cpu):
+                continue
+            if not self._group_in(cpu, leader):
+                leader.state = EventState.ERROR
+                for s in leader.siblings:
+                    s.state = EventState.ERROR
+                msg = f"cpu{cpu}: pinned event {leader.id} ({leader.owner}) could not get a counter"
+                self.stats.warnings.append(msg)
+                self.emit("pinned_error", cpu=cpu, event=leader)
+        can_add_hw = True
+        for leader in hc.ctx.flexible_order():
+            if leader.state is not EventState.INACTIVE or leader.pmu is not self.pmu_of_cpu(cpu):
+                continue
+            if not can_add_hw:
+                continue
+            if not self._group_in(cpu, leader):
+                can_add_hw = False
+
+    def resched(self, cpu: int) -> None:
+        """``ctx_resched``: everything out, then in again."""
+        self.sched_out(cpu)
+        self.sched_in(cpu)
+
+    def switch_task(self, cpu: int, task: Task | None) -> None:
+        """Context switch on ``cpu`` (``perf_event_task_sched_out/in``)."""
+        hc = self.cpus[cpu]
+        old = hc.ctx.task
+        if old is task:
+            return
+        self.sched_out(cpu)
+        if old is not None:
+            old.cpu = None
+        hc.ctx.task = task
+        if task is not None:
+            task.cpu = cpu
+            hc.ctx.mark(hc.now_ns, [e for e in task.events if e.group_leader is None])
+        self.sched_in(cpu)
+
+    def resched_update(self, cpu: int, pmu: ArmPmu, mask: int) -> list[PerfEvent]:
+        """``perf_pmu_resched_update`` (series v7 13/20): schedule out, install the new
+        allocation mask, schedule back in.  Returns the host events squeezed out of it;
+        a pinned one draws a (rate-limited in Linux) warning."""
+        displaced = pmu.set_cntr_mask(cpu, mask)
+        if not displaced:
+            return []
+        self.charge(cpu, self.costs.resched, "perf_resched")
+        self.sched_out(cpu)
+        self.sched_in(cpu)
+        # Those that found no other counter are squeezed out (moved ones keep counting).
+        squeezed = [e for e in displaced if e.state is not EventState.ACTIVE]
+        for e in squeezed:
+            self.stats.squeezed_out += 1
+            if e.attr.pinned:
+                self.stats.pinned_squeezed_out += 1
+                msg = f"cpu{cpu}: Pinned host event squeezed out (event {e.id}, {e.owner})"
+                self.stats.warnings.append(msg)
+                log.warning("%s", msg)
+            self.emit("squeezed", cpu=cpu, event=e)
+        return squeezed
+
+    def restore_errored(self, cpu: int) -> None:
+        """Pinned events that lost their counter to a guest come back when it leaves
+        (assumption: the series reschedules them at ``kvm_pmu_put``)."""
+        for leader in self.cpus[cpu].ctx.leaders():
+            if leader.state is EventState.ERROR:
+                leader.state = EventState.INACTIVE
+                for s in leader.siblings:
+                    s.state = EventState.INACTIVE
+
+    def rotate(self, cpu: int) -> None:
+        """``perf_rotate_context``: on the mux timer, rotate flexible groups if any waits."""
+        hc = self.cpus[cpu]
+        hc.next_rotation_ns = hc.now_ns + hc.mux_interval_ns
+        if not any(e.state is EventState.INACTIVE for e in hc.ctx.flexible_order()):
+            return
+        self.sched_out(cpu, flexible_only=True)
+        hc.ctx.rotate()
+        self.sched_in(cpu)
+        self.stats.rotations += 1
+        self.charge(cpu, self.costs.rotate, "perf_rotate")
+        self.emit("rotate", cpu=cpu)
+
+    # ------------------------------------------------------------------ work and time
+    def charge(self, cpu: int, cycles: int, reason: str) -> None:
+        """Spend ``cycles`` at EL2 on ``cpu`` (host kernel / KVM work): host counters that
+        count EL2 see them; the CPU's clock advances."""
+        if cycles <= 0:
+            return
+        hc = self.cpus[cpu]
+        pe = hc.pe
+        inst = max(1, int(cycles / hc.core.cpi))
+        with pe.at_el(2):
+            pe.count({_CYC: cycles, _INST: inst})
+        hc.advance_cycles(cycles)
+        hc.el2_cycles += cycles
+        self.stats.el2_cycles[reason] += cycles
+
+    def advance_idle(self, cpu: int, ns: int) -> None:
+        """Let ``ns`` pass with the CPU idle (WFI: no events)."""
+        self.cpus[cpu].now_ns += ns
+
+    def retire(self, cpu: int, el: int, events: Mapping[str | int, int],
+               on_irq: Callable[[], None] | None = None) -> None:
+        """Retire a block of work at ``el`` on ``cpu``: cut exactly at the first overflow of a
+        counter with its interrupt enabled and at perf's rotation timer, take the interrupt
+        there, and go on with the rest (DESIGN.md "the picture").  ``on_irq`` runs after each
+        interrupt, before the rest of the block (KVM's injection at the next guest entry)."""
+        hc = self.cpus[cpu]
+        pe = hc.pe
+        rem: dict[int, int] = {}
+        for k, v in events.items():
+            if v:
+                n = k if type(k) is int else event_number(k)
+                rem[n] = rem.get(n, 0) + v
+        old_el = pe.el
+        guard = 0
+        while rem:
+            pe.el = el
+            limit = None
+            if hc.ctx.flexible_order() and _CYC in rem:
+                limit = hc.cycles_until(hc.next_rotation_ns)
+            part, rest = _split_at_overflow(pe, rem, limit)
+            pe.count(cast("Mapping[str | int, int]", part))
+            hc.advance_cycles(part.get(_CYC, 0))
+            pe.el = old_el
+            if pe.pmuirq:
+                self.handle_irq(cpu)
+                if on_irq is not None:
+                    on_irq()  # KVM injects at the next entry, before the rest of the block
+            if hc.now_ns >= hc.next_rotation_ns:
+                self.rotate(cpu)
+            rem = rest
+            guard += 1
+            if guard > 10_000_000:  # pragma: no cover - a model bug, not an input error
+                raise AssertionError("retire() made no progress")
+        pe.el = old_el
+
+    def handle_irq(self, cpu: int) -> None:
+        """The PMU interrupt on ``cpu``: the driver of the CPU's PMU handles it, at EL2.  A
+        level still high afterwards (say, a guest counter whose owner is not loaded) is
+        masked by leaving it pending for KVM."""
+        hc = self.cpus[cpu]
+        self.stats.pmu_irqs += 1
+        self.charge(cpu, self.costs.pmu_irq, "pmu_irq")
+        n = self.pmu_of_cpu(cpu).armv8pmu_handle_irq(cpu)
+        if n:
+            self.charge(cpu, n * self.costs.pmu_irq_per_event, "pmu_irq")
+        self.emit("pmu_irq", cpu=cpu, handled=n)
+        _ = hc
+
+
+def _split_at_overflow(pe: PE, rem: dict[int, int], cycle_limit: int | None
+                       ) -> tuple[dict[int, int], dict[int, int]]:
+    """Split a block at the first point where a counter with its interrupt enabled overflows
+    (or the CPU reaches ``cycle_limit`` cycles).  Events are spread evenly over the block, so
+    the cut keeps every event's share of the block (rounded down) and the limiting event
+    exact.  Returns (part, rest)."""
+    best_k = 0
+    best_n = 0
+    best_ev = -1
+    snap = pe.snapshot()
+    inten = snap.pminten & snap.pmcnten
+    if inten:
+        for i in range(pe.num_counters):
+            if not (inten >> i) & 1:
+                continue
+            ev = snap.evtyper[i] & 0xFFFF
+            n = rem.get(ev)
+            if not n:
+                continue
+            k = pe.events_to_overflow(i)
+            if k is not None and k <= n and (best_ev < 0 or k * best_n < best_k * n):
+                best_k, best_n, best_ev = k, n, ev
+        if inten & C_BIT:
+            n = rem.get(_CYC)
+            if n:
+                k = pe.events_to_overflow(CYCLE_IDX)
+                if k is not None and k <= n and (best_ev < 0 or k * best_n < best_k * n):
+                    best_k, best_n, best_ev = k, n, _CYC
+    if cycle_limit is not None:
+        n = rem.get(_CYC, 0)
+        if n and cycle_limit < n and (best_ev < 0 or cycle_limit * best_n < best_k * n):
+            best_k, best_n, best_ev = cycle_limit, n, _CYC
+    if best_ev < 0 or best_k >= best_n:
+        return rem, {}
+    part: dict[int, int] = {}
+    rest: dict[int, int] = {}
+    for ev, v in rem.items():
+        p = best_k if ev == best_ev else (v * best_k) // best_n
+        if p:
+            part[ev] = p
+        if v - p:
+            rest[ev] = v - p
+    return part, rest

@@ -1,0 +1,365 @@
+"""KVM's VM and vCPU objects and the PMU device-attribute UAPI.
+
+Models the UAPI half of ``arch/arm64/kvm/pmu-emul.c`` (``kvm_arm_pmu_v3_set_attr``,
+``_get_attr``, ``_has_attr``, ``kvm_arm_set_pmu``, ``kvm_arm_set_nr_counters``), the
+series' ``KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION`` (v6-v9), and ``KVM_RUN`` on a physical CPU
+(``arch/arm64/kvm/arm.c``: load, the ``ON_UNSUPPORTED_CPU`` check, run, put).  The errno rules
+follow the table in spec style-and-ecosystem §2.6 / kvm-partitioning §4.1; where the kernel's
+documentation and code disagree, the code is followed and the comment says so.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pmupart.arch.features import PMUVer
+from pmupart.errors import PmupartError
+from pmupart.kvm import uapi
+from pmupart.kvm.options import Backend, KvmCosts, KvmOptions
+
+if TYPE_CHECKING:
+    from pmupart.host.arm_pmuv3 import ArmPmu
+    from pmupart.host.kernel import HostKernel
+    from pmupart.kvm.vcpu_pmu import VcpuPmu
+
+
+class KvmError(PmupartError, OSError):
+    """A KVM ioctl failed: ``.errno`` is the kernel's errno, ``.ioctl`` and ``.attr`` say which."""
+
+    def __init__(self, err: int, ioctl: str, attr: str = "", detail: str = "") -> None:
+        name = errno.errorcode.get(err, str(err))
+        msg = f"{ioctl}({attr}): -{name}" + (f": {detail}" if detail else "")
+        OSError.__init__(self, err, msg)
+        self.errno = err
+        self.ioctl = ioctl
+        self.attr = attr
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.args[1] if len(self.args) > 1 else super().__str__()
+
+
+_ATTR_NAMES = {
+    uapi.KVM_ARM_VCPU_PMU_V3_IRQ: "KVM_ARM_VCPU_PMU_V3_IRQ",
+    uapi.KVM_ARM_VCPU_PMU_V3_INIT: "KVM_ARM_VCPU_PMU_V3_INIT",
+    uapi.KVM_ARM_VCPU_PMU_V3_FILTER: "KVM_ARM_VCPU_PMU_V3_FILTER",
+    uapi.KVM_ARM_VCPU_PMU_V3_SET_PMU: "KVM_ARM_VCPU_PMU_V3_SET_PMU",
+    uapi.KVM_ARM_VCPU_PMU_V3_SET_NR_COUNTERS: "KVM_ARM_VCPU_PMU_V3_SET_NR_COUNTERS",
+}
+
+
+@dataclass
+class VcpuStats:
+    """What one vCPU cost (``vcpu.stats``)."""
+
+    exits: Counter[str] = field(default_factory=Counter)  #: by reason
+    traps: Counter[str] = field(default_factory=Counter)  #: by register
+    el2_cycles: int = 0
+    perf_events_created: int = 0
+    perf_events_released: int = 0
+    irqs_injected: int = 0
+    loads: int = 0
+    puts: int = 0
+    regs_swapped: int = 0
+    fail_entries: int = 0
+
+
+class Kvm:
+    """``/dev/kvm``: creates VMs on a host (``m.kvm``)."""
+
+    def __init__(self, host: HostKernel, options: KvmOptions | None = None,
+                 costs: KvmCosts | None = None) -> None:
+        self.host = host
+        self.options = options or KvmOptions()
+        self.costs = costs or KvmCosts()
+        self.vms: list[VM] = []
+        for pmu in host.pmus:
+            pmu.guest_irq_handler = self._guest_irq
+
+    def check_extension(self, cap: int) -> int:
+        """``KVM_CHECK_EXTENSION``: KVM_CAP_ARM_PMU_V3 is 1 when a host PMU is registered."""
+        if cap == uapi.KVM_CAP_ARM_PMU_V3:
+            return 1 if self.host.pmus else 0
+        return 0
+
+    def create_vm(self, irqchip: bool = True, name: str | None = None) -> VM:
+        """A VM; with ``irqchip`` its in-kernel vGICv3 is created and initialised (as a VMM
+        does before it initialises the vCPU PMU)."""
+        vm = VM(self, irqchip, name or f"vm{len(self.vms)}")
+        self.vms.append(vm)
+        return vm
+
+    def _guest_irq(self, cpu: int, bits: int) -> None:
+        """``kvm_pmu_handle_guest_irq`` (series v7 15/20): overflow bits of a loaded
+        partitioned vCPU's counters go to its virtual PMOVSSET."""
+        vcpu = self.host.cpus[cpu].loaded_vcpu
+        if isinstance(vcpu, VCPU) and vcpu.pmu is not None:
+            vcpu.pmu.handle_guest_irq(cpu, bits)
+
+
+class VM:
+    """A VM: its PMU selection (``kvm->arch.arm_pmu``), counter count, event filter."""
+
+    def __init__(self, kvm: Kvm, irqchip: bool, name: str) -> None:
+        self.kvm = kvm
+        self.name = name
+        self.irqchip = irqchip
+        self.vgic_initialized = irqchip
+        self.vcpus: list[VCPU] = []
+        self.arm_pmu: ArmPmu | None = None
+        self.pmu_explicit = False  #: chosen with SET_PMU (narrows supported_cpus)
+        self.supported_cpus: frozenset[int] = frozenset(range(len(kvm.host.cpus)))
+        self.nr_pmu_counters = 0
+        self.pmu_filter: set[int] | None = None  #: allowed events; None = no filter
+        self.has_run = False
+        self.ppi: int | None = None
+
+    def create_vcpu(self, pmu: bool = True) -> VCPU:
+        """``KVM_CREATE_VCPU`` + ``KVM_ARM_VCPU_INIT`` with the PMUv3 feature if ``pmu``.
+        Like ``kvm_setup_vcpu``, a PMU vCPU gets a default PMU when the VM has none yet:
+        the PMU of the CPU doing the init (here CPU 0), with ``supported_cpus`` left
+        unrestricted (``kvm_arm_set_default_pmu``)."""
+        v = VCPU(self, len(self.vcpus), pmu)
+        self.vcpus.append(v)
+        if pmu and self.arm_pmu is None and self.kvm.host.pmus:
+            self._set_pmu(self.kvm.host.pmu_of_cpu(0), explicit=False)
+        return v
+
+    # ------------------------------------------------------------------ helpers
+    def _set_pmu(self, pmu: ArmPmu, explicit: bool) -> None:
+        """``kvm_arm_set_pmu``: select the PMU, copy its CPUs (only for an explicit choice),
+        and reset the counter count to the maximum (cancelling an earlier SET_NR_COUNTERS)."""
+        self.arm_pmu = pmu
+        self.pmu_explicit = explicit
+        if explicit:
+            self.supported_cpus = frozenset(pmu.cpus)
+        self.nr_pmu_counters = self.max_counters()
+
+    def max_counters(self) -> int:
+        """``kvm_arm_pmu_get_max_counters``: the PMU's general counters, or, when its PMU is
+        partitioned, ``max_guest_counters`` (series v8 10/21, as posted)."""
+        pmu = self.arm_pmu
+        if pmu is None:
+            return 0
+        if pmu.partitioned:
+            return pmu.max_guest_counters
+        return pmu.num_counters
+
+    def guest_pmuver(self) -> PMUVer:
+        """``kvm_arm_pmu_get_pmuver_limit``: the host PMU version capped at PMUv3p5."""
+        pmu = self.arm_pmu
+        if pmu is None:
+            return PMUVer.V3
+        return min(pmu.core.pmuver, PMUVer.V3P5)
+
+    def event_allowed(self, ev: int) -> bool:
+        """The filter test: SW_INCR is never filtered, CHAIN filtering has no effect
+        (vcpu.rst FILTER)."""
+        if self.pmu_filter is None or ev in (0x00, 0x1E):
+            return True
+        return ev in self.pmu_filter
+
+
+class VCPU:
+    """A vCPU (``struct kvm_vcpu``) with its PMU state."""
+
+    def __init__(self, vm: VM, idx: int, pmu: bool) -> None:
+        self.vm = vm
+        self.idx = idx
+        self.name = f"{vm.name}:vcpu{idx}"
+        self.has_pmu_feature = pmu
+        self.irq: int | None = None
+        self.pmu_created = False  #: after KVM_ARM_VCPU_PMU_V3_INIT
+        self.partition_requested = False
+        self.pmu: VcpuPmu | None = None
+        self.stats = VcpuStats()
+        self.cpu: int | None = None  #: loaded on this physical CPU
+        self.on_unsupported_cpu = False
+        from pmupart.host.perf_event import Task
+        self.task = Task(self.name, 1000 + 10 * len(vm.kvm.vms) + idx)
+        self.last_cpu: int | None = None
+
+    @property
+    def backend(self) -> Backend | None:
+        if self.pmu is None:
+            return None
+        return self.pmu.backend
+
+    # ------------------------------------------------------------------ device attributes
+    def _attr_name(self, attr: int) -> str:
+        if attr == self.vm.kvm.options.enable_partition_attr:
+            return "KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION"
+        return _ATTR_NAMES.get(attr, str(attr))
+
+    def has_device_attr(self, group: int, attr: int) -> None:
+        """``KVM_HAS_DEVICE_ATTR``: returns if supported, else raises -ENXIO
+        (``kvm_arm_pmu_v3_has_attr``: every PMU attr is there when the vCPU has the PMU)."""
+        known = set(_ATTR_NAMES)
+        if self._partition_supported():
+            known.add(self.vm.kvm.options.enable_partition_attr)
+        if group != uapi.KVM_ARM_VCPU_PMU_V3_CTRL or attr not in known \
+                or not self.has_pmu_feature:
+            raise KvmError(errno.ENXIO, "KVM_HAS_DEVICE_ATTR", self._attr_name(attr))
+
+    def get_device_attr(self, group: int, attr: int) -> int:
+        """``KVM_GET_DEVICE_ATTR``: only IRQ has a value (``kvm_arm_pmu_v3_get_attr``)."""
+        name = self._attr_name(attr)
+        if group != uapi.KVM_ARM_VCPU_PMU_V3_CTRL:
+            raise KvmError(errno.ENXIO, "KVM_GET_DEVICE_ATTR", name, "unknown group")
+        if attr == uapi.KVM_ARM_VCPU_PMU_V3_IRQ:
+            if not self.vm.irqchip:
+                raise KvmError(errno.EINVAL, "KVM_GET_DEVICE_ATTR", name, "no in-kernel irqchip")
+            if not self.has_pmu_feature:
+                raise KvmError(errno.ENODEV, "KVM_GET_DEVICE_ATTR", name, "vCPU has no PMU")
+            if self.irq is None:
+                raise KvmError(errno.ENXIO, "KVM_GET_DEVICE_ATTR", name, "IRQ not set")
+            return self.irq
+        raise KvmError(errno.ENXIO, "KVM_GET_DEVICE_ATTR", name)
+
+    def set_device_attr(self, group: int, attr: int, value: Any) -> None:
+        """``KVM_SET_DEVICE_ATTR`` on the PMU group, with the kernel's checks in its order.
+
+        ``value`` is an int (IRQ, SET_PMU, SET_NR_COUNTERS, ENABLE_PARTITION as a 32-bit
+        boolean), a :class:`~pmupart.kvm.uapi.KvmPmuEventFilter` (FILTER), or ``None`` for
+        INIT.  An unreadable user pointer is modelled by passing ``uapi`` ... not an int:
+        a value of the wrong type is -EFAULT, as a bad pointer would be.
+        """
+        name = self._attr_name(attr)
+        ioctl = "KVM_SET_DEVICE_ATTR"
+        if group != uapi.KVM_ARM_VCPU_PMU_V3_CTRL:
+            raise KvmError(errno.ENXIO, ioctl, name, "unknown attribute group")
+        opts = self.vm.kvm.options
+        # kvm_arm_pmu_v3_set_attr: -ENODEV without the vCPU feature, -EBUSY after INIT.
+        if not self.has_pmu_feature:
+            raise KvmError(errno.ENODEV, ioctl, name, "vCPU was not initialised with PMUv3")
+        if self.vm.arm_pmu is None:
+            raise KvmError(errno.ENODEV, ioctl, name, "no host PMU to default to")
+        if self.pmu_created:
+            raise KvmError(errno.EBUSY, ioctl, name, "PMU already initialised (INIT done)")
+        if attr == uapi.KVM_ARM_VCPU_PMU_V3_IRQ:
+            self._set_irq(value, ioctl, name)
+        elif attr == uapi.KVM_ARM_VCPU_PMU_V3_FILTER:
+            self._set_filter(value, ioctl, name)
+        elif attr == uapi.KVM_ARM_VCPU_PMU_V3_SET_PMU:
+            self._set_pmu_attr(value, ioctl, name)
+        elif attr == uapi.KVM_ARM_VCPU_PMU_V3_SET_NR_COUNTERS:
+            self._set_nr_counters(value, ioctl, name)
+        elif attr == uapi.KVM_ARM_VCPU_PMU_V3_INIT:
+            self._init(ioctl, name)
+        elif attr == opts.enable_partition_attr:
+            self._enable_partition(value, ioctl, name)
+        else:
+            raise KvmError(errno.ENXIO, ioctl, name, "unknown attribute")
+
+    @staticmethod
+    def _user_int(value: Any, ioctl: str, name: str) -> int:
+        if isinstance(value, bool):
+            return int(value)
+        if not isinstance(value, int):
+            raise KvmError(errno.EFAULT, ioctl, name, f"cannot read an int from {value!r}")
+        return value
+
+    def _set_irq(self, value: Any, ioctl: str, name: str) -> None:
+        if not self.vm.irqchip:
+            raise KvmError(errno.EINVAL, ioctl, name, "no in-kernel irqchip")
+        irq = self._user_int(value, ioctl, name)
+        # A PPI (16..31) or an SPI (32..1019); PPIs must match across vCPUs, SPIs must differ.
+        if not (16 <= irq < 32 or 32 <= irq < 1020):
+            raise KvmError(errno.EINVAL, ioctl, name, f"IRQ {irq} is not a PPI or SPI")
+        for other in self.vm.vcpus:
+            if other is self or other.irq is None:
+                continue
+            if irq < 32 and other.irq != irq:
+                raise KvmError(errno.EINVAL, ioctl, name,
+                               f"PPI {irq} differs from {other.name}'s {other.irq}")
+            if irq >= 32 and other.irq == irq:
+                raise KvmError(errno.EINVAL, ioctl, name, f"SPI {irq} already used by "
+                               f"{other.name}")
+        if self.irq is not None:
+            raise KvmError(errno.EBUSY, ioctl, name, "IRQ already set")
+        self.irq = irq
+
+    def _set_filter(self, value: Any, ioctl: str, name: str) -> None:
+        if not isinstance(value, uapi.KvmPmuEventFilter):
+            raise KvmError(errno.EFAULT, ioctl, name, f"cannot read a filter from {value!r}")
+        # Event space from the PMU version limit: 10 bits for PMUv3, 16 from PMUv3p1.
+        nr_events = 1 << (16 if self.vm.guest_pmuver() >= PMUVer.V3P1 else 10)
+        f = value
+        if f.base_event < 0 or f.nevents < 0 or f.base_event + f.nevents > nr_events or \
+                f.action not in (uapi.KVM_PMU_EVENT_ALLOW, uapi.KVM_PMU_EVENT_DENY):
+            raise KvmError(errno.EINVAL, ioctl, name, f"range {f.base_event:#x}+{f.nevents} "
+                           f"outside 0..{nr_events:#x} or bad action {f.action}")
+        if self.vm.has_run:
+            raise KvmError(errno.EBUSY, ioctl, name, "the VM has already run")
+        vm = self.vm
+        if vm.pmu_filter is None:
+            # The first filter sets the default: ALLOW first = default deny, DENY = allow.
+            vm.pmu_filter = set() if f.action == uapi.KVM_PMU_EVENT_ALLOW \
+                else set(range(nr_events))
+        rng = range(f.base_event, f.base_event + f.nevents)
+        if f.action == uapi.KVM_PMU_EVENT_ALLOW:
+            vm.pmu_filter.update(rng)
+        else:
+            vm.pmu_filter.difference_update(rng)
+
+    def _set_pmu_attr(self, value: Any, ioctl: str, name: str) -> None:
+        typ = self._user_int(value, ioctl, name)
+        pmu = self.vm.kvm.host.pmu_by_type(typ)
+        if pmu is None:
+            raise KvmError(errno.ENXIO, ioctl, name, f"no host PMU with type {typ}")
+        vm = self.vm
+        if vm.has_run or (vm.pmu_filter is not None and vm.arm_pmu is not pmu):
+            raise KvmError(errno.EBUSY, ioctl, name,
+                           "the VM has run, or a filter exists for another PMU")
+        vm._set_pmu(pmu, explicit=True)
+
+    def _set_nr_counters(self, value: Any, ioctl: str, name: str) -> None:
+        n = self._user_int(value, ioctl, name)
+        vm = self.vm
+        # Code, not doc: the doc says an explicit SET_PMU is needed; kvm_arm_set_nr_counters
+        # only checks that arm_pmu is set, and kvm_setup_vcpu installs a default one.
+        if vm.arm_pmu is None or not 0 <= n <= vm.max_counters():
+            raise KvmError(errno.EINVAL, ioctl, name,
+                           f"{n} counters; this PMU allows 0..{vm.max_counters()}")
+        vm.nr_pmu_counters = n
+
+    def _init(self, ioctl: str, name: str) -> None:
+        if self.vm.irqchip:
+            if not self.vm.vgic_initialized:
+                raise KvmError(errno.ENODEV, ioctl, name, "vGIC not initialised")
+            if self.irq is None:
+                raise KvmError(errno.ENXIO, ioctl, name, "PMU IRQ not set")
+            # kvm_vgic_set_owner: another device already owns this interrupt (-EEXIST per doc)
+            if self.irq >= 32 and any(v.irq == self.irq and v.pmu_created
+                                      for v in self.vm.vcpus if v is not self):
+                raise KvmError(errno.EEXIST, ioctl, name, f"IRQ {self.irq} owned elsewhere")
+        self.pmu_created = True
+        from pmupart.kvm.vcpu_pmu import make_vcpu_pmu
+        self.pmu = make_vcpu_pmu(self)
+
+    def _partition_supported(self) -> bool:
+        """``has_kvm_pmu_partition_support``: VHE + PMUv3 and the driver partitioned."""
+        pmu = self.vm.arm_pmu
+        return pmu is not None and pmu.partitioned
+
+    def _enable_partition(self, value: Any, ioctl: str, name: str) -> None:
+        b = self._user_int(value, ioctl, name)
+        if not self._partition_supported():
+            raise KvmError(errno.EPERM, ioctl, name, "host PMU is not partitioned "
+                           "(arm_pmuv3.reserved_host_counters = -1)")
+        if self.vm.has_run:
+            raise KvmError(errno.EBUSY, ioctl, name, "the VM has already run (v8)")
+        self.partition_requested = bool(b & 0xFFFFFFFF)
+        if self.partition_requested:
+            self.vm.nr_pmu_counters = min(self.vm.nr_pmu_counters, self.vm.max_counters())
+
+    # ------------------------------------------------------------------ KVM_RUN
+    def run(self, program: Callable[[Any], object], cpu: int) -> uapi.KvmExit:
+        """``KVM_RUN`` on physical CPU ``cpu``: load, check the CPU, run ``program(guest)``
+        until it returns (a PSCI SYSTEM_OFF: ``KVM_EXIT_SYSTEM_EVENT``), put."""
+        from pmupart.kvm.run import kvm_arch_vcpu_run
+        return kvm_arch_vcpu_run(self, program, cpu)

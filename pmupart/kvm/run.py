@@ -1,0 +1,258 @@
+"""``KVM_RUN``: vcpu load/put and the guest's view of the CPU.
+
+Models the PMU-relevant parts of ``arch/arm64/kvm/arm.c`` (``kvm_arch_vcpu_load``,
+``kvm_arch_vcpu_put``, the ``ON_UNSUPPORTED_CPU`` flag and ``kvm_vcpu_exit_request``),
+``arch/arm64/kvm/pmu.c`` (``kvm_vcpu_pmu_restore_guest/host``: the host events' EL0 filter
+switch on VHE) and ``kvm_handle_sys_reg`` (a trapped access: an exit to EL2, the
+descriptor's handler, the cost).
+
+A guest program is ``program(cpu)``; ``cpu`` is a :class:`GuestCpu` with the same surface as
+a bare PE (``read``, ``write``, ``count``, ``el``) plus ``on_pmu_irq(handler)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pmupart.arch.pe import Access, Outcome
+from pmupart.arch.sysreg import RegDef, check_value, lookup
+from pmupart.kvm import uapi
+from pmupart.kvm.debug import host_mdcr, kvm_arm_setup_mdcr_el2, restore_host_traps
+from pmupart.kvm.options import Backend
+
+if TYPE_CHECKING:
+    from pmupart.kvm.kvm import VCPU
+
+_UNDEF = Access(Outcome.UNDEFINED)
+_HCR_GUEST = 1 << 34  # E2H set, TGE clear while a guest runs (VHE)
+_HCR_HOST = (1 << 34) | (1 << 27)
+_ID_REGS = ("ID_AA64DFR0_EL1", "ID_AA64DFR1_EL1", "ID_AA64MMFR0_EL1")
+
+
+def kvm_arch_vcpu_load(vcpu: VCPU, cpu: int) -> None:
+    """Load ``vcpu`` on physical CPU ``cpu``: the vCPU thread is switched in (its perf events
+    with it), the host events' EL0 filter goes to guest mode, the PMU backend loads."""
+    vm = vcpu.vm
+    host = vm.kvm.host
+    if not 0 <= cpu < len(host.cpus):
+        raise ValueError(f"cpu must be a physical CPU 0..{len(host.cpus) - 1}, not {cpu}")
+    hc = host.cpus[cpu]
+    if hc.loaded_vcpu is not None and hc.loaded_vcpu is not vcpu:
+        raise ValueError(f"CPU {cpu} already runs {getattr(hc.loaded_vcpu, 'name', '?')}")
+    migrated = vcpu.last_cpu is not None and vcpu.last_cpu != cpu
+    vcpu.cpu = cpu
+    # "Physical CPU not in supported_cpus" (kvm_arch_vcpu_load).
+    vcpu.on_unsupported_cpu = cpu not in vm.supported_cpus
+    host.switch_task(cpu, vcpu.task)
+    hc.loaded_vcpu = vcpu
+    hc.guest_loaded = True
+    pmu = host.pmu_of_cpu(cpu)
+    n = pmu.reprogram_el0(cpu, guest_context=True)  # kvm_vcpu_pmu_restore_guest
+    vcpu.stats.loads += 1
+    vcpu.stats.regs_swapped += n
+    if vcpu.pmu is not None:
+        vcpu.pmu.load(cpu)
+    else:
+        kvm_arm_setup_mdcr_el2(vcpu, cpu, guest_owned=False)
+    host.emit("vcpu_load", cpu=cpu, vcpu=vcpu.name, migrated=migrated)
+
+
+def kvm_arch_vcpu_put(vcpu: VCPU) -> None:
+    """Put ``vcpu`` off its CPU: the backend saves, host traps and EL0 filters come back."""
+    cpu = vcpu.cpu
+    if cpu is None:
+        return
+    host = vcpu.vm.kvm.host
+    hc = host.cpus[cpu]
+    if vcpu.pmu is not None:
+        vcpu.pmu.put(cpu)
+    restore_host_traps(vcpu, cpu)
+    pmu = host.pmu_of_cpu(cpu)
+    hc.guest_loaded = False
+    n = pmu.reprogram_el0(cpu, guest_context=False)  # kvm_vcpu_pmu_restore_host
+    vcpu.stats.regs_swapped += n
+    hc.loaded_vcpu = None
+    host.switch_task(cpu, None)
+    vcpu.on_unsupported_cpu = False
+    vcpu.last_cpu = cpu
+    vcpu.cpu = None
+    vcpu.stats.puts += 1
+    host.emit("vcpu_put", cpu=cpu, vcpu=vcpu.name)
+
+
+class GuestCpu:
+    """What a guest program sees: a CPU with the PE's register API.
+
+    Accesses go to the physical PE at the guest's EL; those that trap to EL2 exit to KVM,
+    which emulates them (and charges the exit).  ``count`` retires guest work on the
+    physical CPU.  A PMU interrupt the vCPU's PMU raises is delivered to the handler
+    registered with :meth:`on_pmu_irq` (at EL1) when the guest's IRQs are unmasked.
+    """
+
+    def __init__(self, vcpu: VCPU, cpu: int) -> None:
+        self.vcpu = vcpu
+        self.cpu = cpu
+        self._el = 1
+        self._handler: Callable[[GuestCpu], object] | None = None
+        self._in_handler = False
+        self.irqs_masked = False  #: PSTATE.I
+        host = vcpu.vm.kvm.host
+        self._host = host
+        self._pe = host.cpus[cpu].pe
+
+    @property
+    def el(self) -> int:
+        return self._el
+
+    @el.setter
+    def el(self, value: int) -> None:
+        if value not in (0, 1):
+            raise ValueError(f"a guest runs at EL0 or EL1, not {value!r}")
+        self._el = value
+
+    @property
+    def pmuirq(self) -> bool:
+        """The vCPU's (virtual) PMU interrupt level."""
+        return bool(self.vcpu.pmu and self.vcpu.pmu.irq_level)
+
+    def on_pmu_irq(self, handler: Callable[[GuestCpu], object]) -> None:
+        """Register ``handler(cpu)`` for the guest's PMU interrupt (PPI the VMM set)."""
+        self._handler = handler
+
+    # ------------------------------------------------------------------ accesses
+    def read(self, name: str) -> Access:
+        return self._access(lookup(name), False, 0)
+
+    def write(self, name: str, value: int) -> Access:
+        reg = lookup(name)
+        check_value(reg, value)
+        return self._access(reg, True, value)
+
+    def _access(self, reg: RegDef, write: bool, value: int) -> Access:
+        pe = self._pe
+        for _ in range(3):
+            if reg.name in _ID_REGS:
+                acc = self._id_reg(reg, write)
+            else:
+                pe.el = self._el
+                acc = pe.write(reg.name, value) if write else pe.read(reg.name)
+            if acc.outcome is not Outcome.TRAP_EL2:
+                break
+            acc = self._trap(reg, write, value)
+            if acc.outcome is not Outcome.TRAP_EL2:  # RETRY after the lazy flip
+                break
+        if write:
+            self._after_write()
+        return acc
+
+    def _trap(self, reg: RegDef, write: bool, value: int) -> Access:
+        """``kvm_handle_sys_reg``: exit to EL2, run the descriptor's handler, charge it."""
+        vcpu = self.vcpu
+        costs = vcpu.vm.kvm.costs
+        vcpu.stats.exits["sysreg"] += 1
+        vcpu.stats.traps[reg.name] += 1
+        cycles = costs.exit_round_trip + costs.sysreg_handler
+        vcpu.stats.el2_cycles += cycles
+        self._host.charge(self.cpu, cycles, "kvm_sysreg_trap")
+        self._host.emit("trap", cpu=self.cpu, vcpu=vcpu.name, reg=reg.name, write=write)
+        if vcpu.pmu is None:
+            return _UNDEF  # no PMU feature: KVM injects UNDEF for every PMU register
+        return vcpu.pmu.handle_trap(reg, write, value, self._el)
+
+    def _id_reg(self, reg: RegDef, write: bool) -> Access:
+        """ID registers trap with HCR_EL2.TID3; KVM returns its sanitised values."""
+        if write or self._el == 0:
+            return _UNDEF
+        self.vcpu.stats.exits["sysreg"] += 1
+        self.vcpu.stats.traps[reg.name] += 1
+        c = self.vcpu.vm.kvm.costs
+        self._host.charge(self.cpu, c.exit_round_trip + c.sysreg_handler, "kvm_sysreg_trap")
+        pmu = self.vcpu.pmu
+        if reg.name == "ID_AA64DFR0_EL1":
+            return Access(Outcome.OK, pmu.id_aa64dfr0() if pmu else 0x6)
+        return Access(Outcome.OK, 0)
+
+    def _after_write(self) -> None:
+        """A direct write may have changed the interrupt condition (PMINTENSET, PMCR.E)."""
+        pmu = self.vcpu.pmu
+        if pmu is not None and pmu.backend is Backend.PARTITIONED:
+            pmu.sync_irq()
+        self._deliver()
+
+    # ------------------------------------------------------------------ work
+    def count(self, events: Mapping[str | int, int]) -> None:
+        """Retire guest work at the current EL on the physical CPU."""
+        self._host.retire(self.cpu, self._el, events, on_irq=self._deliver)
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """Inject the virtual PMU interrupt at the next entry (``kvm_pmu_update_state``) and
+        run the guest's handler while the level stays high (bounded: a handler that never
+        clears its flag is an interrupt storm, counted and cut)."""
+        pmu = self.vcpu.pmu
+        if pmu is None or self._handler is None or self.irqs_masked or self._in_handler:
+            return
+        rounds = 0
+        while pmu.overflow_status():
+            pmu.irq_level = True
+            if rounds == 8:
+                self.vcpu.stats.exits["irq_storm"] += 1
+                return
+            rounds += 1
+            vcpu = self.vcpu
+            costs = vcpu.vm.kvm.costs
+            vcpu.stats.irqs_injected += 1
+            if not vcpu.vm.irqchip:
+                # Userspace irqchip: KVM_EXIT_INTR with device_irq_level, the VMM injects.
+                vcpu.stats.exits["userspace_irqchip"] += 1
+                self._host.charge(self.cpu, costs.exit_round_trip, "kvm_exit_userspace")
+            vcpu.stats.el2_cycles += costs.vgic_inject
+            self._host.charge(self.cpu, costs.vgic_inject, "kvm_vgic_inject")
+            self._host.emit("virq", cpu=self.cpu, vcpu=vcpu.name)
+            old = self._el
+            self._el = 1
+            self._in_handler = True
+            try:
+                self._handler(self)
+            finally:
+                self._in_handler = False
+                self._el = old
+        pmu.irq_level = False
+
+
+def kvm_arch_vcpu_run(vcpu: VCPU, program: Callable[[Any], object], cpu: int) -> uapi.KvmExit:
+    """``KVM_RUN``: load on ``cpu``; fail entry on a CPU outside the VM's PMU; else run the
+    program to completion (the guest powers off: ``KVM_EXIT_SYSTEM_EVENT``); put."""
+    vm = vcpu.vm
+    host = vm.kvm.host
+    if vcpu.has_pmu_feature and not vcpu.pmu_created and vm.irqchip:
+        # kvm_arm_pmu_v3_enable: a PMU vCPU must be initialised before it runs (-ENOEXEC in
+        # the kernel); here a misuse of the library.
+        raise ValueError(f"{vcpu.name}: KVM_ARM_VCPU_PMU_V3_INIT must be set before KVM_RUN")
+    vm.has_run = True
+    kvm_arch_vcpu_load(vcpu, cpu)
+    if vcpu.on_unsupported_cpu:
+        # kvm_vcpu_exit_request: return to userspace before entering the guest.
+        vcpu.stats.fail_entries += 1
+        vcpu.stats.exits["fail_entry"] += 1
+        kvm_arch_vcpu_put(vcpu)
+        return uapi.KvmExit(uapi.KVM_EXIT_FAIL_ENTRY, uapi.FailEntry(
+            uapi.KVM_EXIT_FAIL_ENTRY_CPU_UNSUPPORTED, cpu))
+    pe = host.cpus[cpu].pe
+    with pe.at_el(2):
+        pe.write("HCR_EL2", _HCR_GUEST)
+    guest = GuestCpu(vcpu, cpu)
+    try:
+        program(guest)
+    finally:
+        pe.el = 2
+        with pe.at_el(2):
+            pe.write("HCR_EL2", _HCR_HOST)
+        kvm_arch_vcpu_put(vcpu)
+    return uapi.KvmExit(uapi.KVM_EXIT_SYSTEM_EVENT,
+                        system_event_type=uapi.KVM_SYSTEM_EVENT_SHUTDOWN)
+
+
+__all__ = ["GuestCpu", "host_mdcr", "kvm_arch_vcpu_load", "kvm_arch_vcpu_put",
+           "kvm_arch_vcpu_run"]

@@ -22,6 +22,7 @@ from pmupart.report.perfstat import (
     Target,
     csv_running_pct,
     format_csv,
+    format_interval,
     format_json,
     format_report,
     format_std,
@@ -368,7 +369,7 @@ def test_report_and_target_reject() -> None:
         Target("pid")
     with pytest.raises(ValueError, match=r"Metric\.fmt must be a printf format"):
         Metric("x", 1.0, "%d %d")
-    with pytest.raises(ValueError, match="format_csv sep must be"):
+    with pytest.raises(ValueError, match="CSV sep must be a non-empty string"):
         format_csv(StatReport("x", [], 1), sep="")
 
 
@@ -415,3 +416,62 @@ def test_format_report_dispatch() -> None:
     assert format_report(rep, "json") == format_json(rep)
     with pytest.raises(ValueError, match="output must be 'std', 'csv' or 'json'"):
         format_report(rep, "xml")  # type: ignore[arg-type]
+
+
+# --- interval mode (perf stat -I) -----------------------------------------------------------
+
+
+def interval_samples() -> list[tuple[int, StatReport]]:
+    out = []
+    for k in range(1, 4):
+        out.append((
+            k * 1_000_000_000 + 1_234_567,
+            StatReport(
+                Target.system_wide(),
+                [
+                    CounterResult("cycles", None, 1_800_000_000 * k, 1_000_000_000,
+                                  1_000_000_000),
+                    CounterResult("instructions", None, 2_000_000_000, 1_000_000_000,
+                                  500_000_000 if k == 2 else 1_000_000_000),
+                ],
+                1_000_000_000,
+            ),
+        ))
+    return out
+
+
+def test_golden_interval_std() -> None:
+    check_golden("perfstat_interval.txt", format_interval(interval_samples()))
+
+
+def test_interval_layout() -> None:
+    text = format_interval(interval_samples())
+    lines = text.splitlines()
+    assert lines[0] == "#           time             counts unit events"
+    assert lines[1].startswith("     1.001234567 " + "1,800,000,000".rjust(18) + " ")
+    assert "Performance counter stats" not in text and "seconds time elapsed" not in text
+    csv = format_interval(interval_samples(), "csv").splitlines()
+    assert csv[0] == "1.001234567,1800000000,,cycles,1000000000,100.00,,"
+    js = json.loads(format_interval(interval_samples(), "json").splitlines()[3])
+    assert next(iter(js)) == "interval" and js["interval"] == 2.001234567
+    assert js["pcnt-running"] == 50.0
+
+
+def test_interval_header_repeats_every_26() -> None:
+    one = interval_samples()[0]
+    text = format_interval([one] * 27)
+    assert text.count("#           time") == 2
+    per_cpu = StatReport("x", [CounterResult("cycles", None, 1, 1, 1, cpu=3)], 1)
+    assert format_interval([(0, per_cpu)]).splitlines()[0] == (
+        "#" + "time".rjust(15) + " " + "cpu".ljust(6) + " " + "counts".rjust(18) + " unit events"
+    )
+
+
+def test_interval_rejects() -> None:
+    one = interval_samples()[0][1]
+    with pytest.raises(ValueError, match="must not go backwards"):
+        format_interval([(5, one), (4, one)])
+    with pytest.raises(ValueError, match="time must be an int >= 0 ns"):
+        format_interval([(-1, one)])
+    with pytest.raises(ValueError, match="output must be 'std', 'csv' or 'json'"):
+        format_interval([(1, one)], "yaml")  # type: ignore[arg-type]

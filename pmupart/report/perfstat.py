@@ -48,6 +48,7 @@ __all__ = [
     "Target",
     "csv_running_pct",
     "format_csv",
+    "format_interval",
     "format_json",
     "format_report",
     "format_std",
@@ -473,22 +474,26 @@ def _std_metric(m: Metric | None) -> str:
     return head + " " + m.unit.ljust(abs(METRIC_LEN - len(head) - 1))
 
 
-def format_std(report: StatReport) -> str:
-    """The default ``perf stat`` layout, header to footer, as one string."""
-    out = ["\n", f" Performance counter stats for {report.target.describe()}:\n", "\n"]
+def _std_rows(report: StatReport, prefix: str = "") -> list[str]:
     uw = report.unit_width
-    hint = False
+    rows = []
     for i, r in enumerate(report.results):
-        line = "" if r.cpu is None else f"CPU{r.cpu:<3d} "
+        line = prefix + ("" if r.cpu is None else f"CPU{r.cpu:<3d} ")
         line += _value_text(r, report.big_num, csv=False).rjust(COUNTS_LEN) + " "
         line += r.unit.ljust(uw) + " "
         line += r.display_name(report.uniquified).ljust(EVNAME_LEN)
         line += _std_metric(report.metric(i) if r.counted else None)
         if r.time_running != r.time_enabled:
             line += f"  ({100.0 * r.time_running / r.time_enabled:.2f}%)"
-        out.append(line + "\n")
-        if r.supported and not r.counted and not report.hybrid:
-            hint = True
+        rows.append(line + "\n")
+    return rows
+
+
+def format_std(report: StatReport) -> str:
+    """The default ``perf stat`` layout, header to footer, as one string."""
+    out = ["\n", f" Performance counter stats for {report.target.describe()}:\n", "\n"]
+    out += _std_rows(report)
+    hint = any(r.supported and not r.counted for r in report.results) and not report.hybrid
     out.append("\n")
     out.append(f" {report.elapsed_ns / 1e9:17.9f} seconds time elapsed")
     if report.user_ns is not None and report.sys_ns is not None:
@@ -515,11 +520,13 @@ def _csv_metric_value(m: Metric) -> str:
     return text[:end]
 
 
-def format_csv(report: StatReport, sep: str = ",") -> str:
-    """The ``perf stat -x SEP`` layout: one not-quoted line per counter, no header/footer."""
-    if not sep:
-        raise ValueError("format_csv sep must be a non-empty string")
-    lines = []
+def _check_sep(sep: str) -> None:
+    if not isinstance(sep, str) or not sep:
+        raise ValueError(f"CSV sep must be a non-empty string, not {sep!r}")
+
+
+def _csv_rows(report: StatReport, sep: str, prefix: str = "") -> list[str]:
+    rows = []
     for i, r in enumerate(report.results):
         fields = [
             _value_text(r, report.big_num, csv=True),
@@ -535,16 +542,23 @@ def format_csv(report: StatReport, sep: str = ",") -> str:
             fields += [_csv_metric_value(m), m.unit.lstrip(" \t\n\r\f\v")]
         if r.cpu is not None:
             fields.insert(0, f"CPU{r.cpu}")
-        lines.append(sep.join(fields) + "\n")
-    return "".join(lines)
+        rows.append(prefix + sep.join(fields) + "\n")
+    return rows
 
 
-def format_json(report: StatReport) -> str:
-    """The ``perf stat -j`` layout: one JSON object per line, no header/footer."""
-    lines = []
+def format_csv(report: StatReport, sep: str = ",") -> str:
+    """The ``perf stat -x SEP`` layout: one not-quoted line per counter, no header/footer."""
+    _check_sep(sep)
+    return "".join(_csv_rows(report, sep))
+
+
+def _json_rows(report: StatReport, interval: str | None = None) -> list[str]:
+    rows = []
     for i, r in enumerate(report.results):
         value = f"{_uval(r):f}" if r.counted else _value_text(r, False, csv=True)
-        parts = [] if r.cpu is None else [f'"cpu" : "{r.cpu}"']
+        parts = [] if interval is None else [f'"interval" : {interval}']
+        if r.cpu is not None:
+            parts.append(f'"cpu" : "{r.cpu}"')
         parts += [
             f'"counter-value" : {json.dumps(value)}',
             f'"unit" : {json.dumps(r.unit)}',
@@ -557,8 +571,13 @@ def format_json(report: StatReport) -> str:
             mv = 0.0 if m.value is None else m.value
             parts.append(f'"metric-value" : "{mv:f}"')
             parts.append(f'"metric-unit" : {json.dumps(m.unit)}')
-        lines.append("{" + ", ".join(parts) + "}\n")
-    return "".join(lines)
+        rows.append("{" + ", ".join(parts) + "}\n")
+    return rows
+
+
+def format_json(report: StatReport) -> str:
+    """The ``perf stat -j`` layout: one JSON object per line, no header/footer."""
+    return "".join(_json_rows(report))
 
 
 OutputFormat = Literal["std", "csv", "json"]
@@ -573,3 +592,47 @@ def format_report(report: StatReport, output: OutputFormat = "std", sep: str = "
     if output == "json":
         return format_json(report)
     raise ValueError(f"perf stat output must be 'std', 'csv' or 'json', not {output!r}")
+
+
+#: ``perf stat -I`` repeats its column header every this many intervals.
+INTERVAL_HEADER_EVERY = 26
+
+
+def _interval_header(per_cpu: bool, unit_width: int) -> str:
+    head = "#" + "time".rjust(15)
+    if per_cpu:
+        head += " " + "cpu".ljust(6)
+    return head + " " + "counts".rjust(COUNTS_LEN) + " " + "unit".rjust(unit_width) + " events\n"
+
+
+def format_interval(
+    samples: Sequence[tuple[int, StatReport]], output: OutputFormat = "std", sep: str = ","
+) -> str:
+    """The ``perf stat -I <ms>`` layout: each sample's rows prefixed with its time since the
+    start (``%6lu.%09lu``), the std column header first and again every 26 intervals, no
+    ``Performance counter stats`` header and no footer. ``samples`` are ``(ns since start,
+    the counts of that interval)``; give each interval's length as its ``elapsed_ns`` (perf
+    uses it for ``CPUs utilized``)."""
+    if output not in ("std", "csv", "json"):
+        raise ValueError(f"perf stat output must be 'std', 'csv' or 'json', not {output!r}")
+    if output == "csv":
+        _check_sep(sep)
+    out: list[str] = []
+    last = -1
+    for n, (ts_ns, report) in enumerate(samples):
+        if isinstance(ts_ns, bool) or not isinstance(ts_ns, int) or ts_ns < 0:
+            raise ValueError(f"interval sample {n} time must be an int >= 0 ns, not {ts_ns!r}")
+        if ts_ns < last:
+            raise ValueError(f"interval sample {n} time must not go backwards: {ts_ns} < {last}")
+        last = ts_ns
+        sec, nsec = divmod(ts_ns, 1_000_000_000)
+        if output == "std":
+            if n % INTERVAL_HEADER_EVERY == 0:
+                per_cpu = any(r.cpu is not None for r in report.results)
+                out.append(_interval_header(per_cpu, report.unit_width))
+            out += _std_rows(report, prefix=f"{sec:6d}.{nsec:09d} ")
+        elif output == "csv":
+            out += _csv_rows(report, sep, prefix=f"{sec}.{nsec:09d}{sep}")
+        else:
+            out += _json_rows(report, interval=f"{sec}.{nsec:09d}")
+    return "".join(out)

@@ -143,3 +143,20 @@ def test_empty_trace_is_valid() -> None:
 def test_bad_input(call: Any, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call(TraceBuilder())
+
+
+def test_problems_clean_trace() -> None:
+    assert migration_trace().problems() == []
+
+
+def test_problems_found() -> None:
+    tb = TraceBuilder()
+    tb.slice(1, 1, "a", 0, 100)
+    tb.slice(1, 1, "b", 50, 100)       # overlaps a without nesting
+    tb.slice(1, 1, "c", 10, 20)        # nests in a: fine
+    tb.flow("m", FlowEnd(1, 1, 5), FlowEnd(1, 2, 500))
+    probs = tb.problems()
+    assert any("slice 'b' on pid 1 tid 1 at 50 ns overlaps 'a'" in p for p in probs)
+    assert any("flow 'm' id 1 end at 500 ns is not inside" in p for p in probs)
+    assert "pid 1 has no process_name" in probs
+    assert len(probs) == 3

@@ -248,6 +248,46 @@ class TraceBuilder:
         timed = sorted(self._events, key=lambda e: (e.ts_ns, e.rank, -e.dur_ns, e.seq))
         return [dict(m) for m in meta] + [dict(e.data) for e in timed]
 
+    def problems(self) -> list[str]:
+        """What Perfetto would show oddly or drop, as sentences (empty when the trace is clean):
+        slices on one thread that overlap without nesting (moved to an overflow track), flow
+        ends not inside a slice of their thread (no arrow), processes without a name."""
+        out: list[str] = []
+        by_track: dict[tuple[int, int], list[tuple[int, int, str]]] = {}
+        named = {k[0] for k in self._meta if k[2] == "process_name"}
+        pids: set[int] = set()
+        for e in self._events:
+            d = e.data
+            pids.add(d["pid"])
+            if d["ph"] == "X":
+                by_track.setdefault((d["pid"], d["tid"]), []).append(
+                    (e.ts_ns, e.ts_ns + e.dur_ns, d["name"]))
+        for (pid, tid), slices in sorted(by_track.items()):
+            stack: list[tuple[int, str]] = []
+            for start, end, name in sorted(slices, key=lambda x: (x[0], -x[1])):
+                while stack and stack[-1][0] <= start:
+                    stack.pop()
+                if stack and end > stack[-1][0]:
+                    out.append(
+                        f"slice {name!r} on pid {pid} tid {tid} at {start} ns overlaps "
+                        f"{stack[-1][1]!r} without nesting"
+                    )
+                stack.append((end, name))
+        for e in self._events:
+            d = e.data
+            if d["ph"] in ("s", "f"):
+                inside = any(a <= e.ts_ns <= b
+                             for a, b, _ in by_track.get((d["pid"], d["tid"]), []))
+                if not inside:
+                    which = "start" if d["ph"] == "s" else "end"
+                    out.append(
+                        f"flow {d['name']!r} id {d['id']} {which} at {e.ts_ns} ns is not inside "
+                        f"a slice of pid {d['pid']} tid {d['tid']}"
+                    )
+        for pid in sorted(pids - named):
+            out.append(f"pid {pid} has no process_name")
+        return out
+
     def to_dict(self) -> dict[str, JsonValue]:
         return {"traceEvents": self.events(), "displayTimeUnit": "ns"}
 

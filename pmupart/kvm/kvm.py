@@ -270,8 +270,10 @@ class VCPU:
         # A PPI (16..31) or an SPI (32..1019); PPIs must match across vCPUs, SPIs must differ.
         if not (16 <= irq < 32 or 32 <= irq < 1020):
             raise KvmError(errno.EINVAL, ioctl, name, f"IRQ {irq} is not a PPI or SPI")
+        # pmu_irq_is_valid (pmu-emul.c) walks every vCPU with an IRQ, this one included, before
+        # the -EBUSY check: re-setting another PPI, or the same SPI, is -EINVAL.
         for other in self.vm.vcpus:
-            if other is self or other.irq is None:
+            if other.irq is None:
                 continue
             if irq < 32 and other.irq != irq:
                 raise KvmError(errno.EINVAL, ioctl, name,

@@ -18,8 +18,10 @@ from pmupart.report.perfstat import (
     NOT_SUPPORTED,
     CounterResult,
     Metric,
+    Reading,
     StatReport,
     Target,
+    aggregate,
     csv_running_pct,
     format_csv,
     format_interval,
@@ -475,3 +477,31 @@ def test_interval_rejects() -> None:
         format_interval([(-1, one)])
     with pytest.raises(ValueError, match="output must be 'std', 'csv' or 'json'"):
         format_interval([(1, one)], "yaml")  # type: ignore[arg-type]
+
+
+# --- aggregation of per-CPU readings (stat.c: process_counter_values) ------------------------
+
+
+def test_aggregate_scales_each_reading_then_sums() -> None:
+    row = aggregate("cycles", None, [Reading(100, 10, 5, cpu=0), Reading(300, 10, 10, cpu=1)])
+    assert (row.value, row.time_enabled, row.time_running) == (500, 20, 15)
+    rep = StatReport(Target.system_wide(), [row], 1)
+    line = _row(format_std(rep), "cycles")
+    assert line.startswith("500".rjust(18) + " ")          # not scaled a second time
+    assert line.endswith("(75.00%)")
+    assert format_csv(rep).startswith("500,,cycles,15,75.00,,")
+
+
+def test_aggregate_one_cpu_never_ran_means_not_counted() -> None:
+    row = aggregate("cycles", None, [Reading(100, 10, 10, cpu=0), Reading(0, 10, 0, cpu=1)])
+    assert not row.counted and (row.time_enabled, row.time_running) == (0, 0)
+    line = _row(format_std(StatReport("x", [row], 1)), "cycles")
+    assert line.startswith(NOT_COUNTED.rjust(18)) and "%" not in line
+
+
+def test_aggregate_per_task_tolerates_idle_threads() -> None:
+    row = aggregate("cycles", None, [Reading(100, 10, 10), Reading(0, 0, 0)])
+    assert row.counted and row.value == 100
+    assert not aggregate("cycles", None, []).counted
+    with pytest.raises(ValueError, match="time_running must be <= time_enabled"):
+        Reading(1, 1, 2)

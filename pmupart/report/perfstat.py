@@ -44,8 +44,10 @@ __all__ = [
     "PERF_LAYOUT",
     "CounterResult",
     "Metric",
+    "Reading",
     "StatReport",
     "Target",
+    "aggregate",
     "csv_running_pct",
     "format_csv",
     "format_interval",
@@ -178,7 +180,9 @@ class CounterResult:
     ``None`` for software events and single-PMU hosts. ``unit``/``scale`` are the sysfs
     ``.unit``/``.scale`` of the event (``"msec"``/``1e-6`` for task-clock). ``metric``
     overrides the metric perf would derive for this row. ``cpu`` makes it a per-CPU row
-    (``perf stat -A``: ``CPU3`` in front); give it on every row or on none.
+    (``perf stat -A``: ``CPU3`` in front); give it on every row or on none. ``prescaled``
+    says ``value`` is already scaled (a sum of per-CPU scaled counts, see
+    :func:`aggregate`), so the printers do not scale it again.
     """
 
     event: str
@@ -191,6 +195,7 @@ class CounterResult:
     scale: float = 1.0
     metric: Metric | None = None
     cpu: int | None = None
+    prescaled: bool = False
 
     def __post_init__(self) -> None:
         if not self.event:
@@ -232,6 +237,8 @@ class CounterResult:
         """The count perf prints before ``scale``; ``None`` for ``<not counted>``."""
         if not self.supported:
             return None
+        if self.prescaled:
+            return self.value if self.counted else None
         return scale_count(self.value, self.time_enabled, self.time_running)
 
     @property
@@ -260,6 +267,64 @@ class CounterResult:
             i = name.index(":")
             return f"{pmu}/{name[:i]}/{name[i + 1:]}"
         return f"{pmu}/{name}/"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One ``read()`` of one perf event fd: the raw count and its two times (ns). ``cpu`` is
+    the CPU a per-CPU event was opened on, ``None`` for a per-task event (perf's cpu -1)."""
+
+    value: int
+    time_enabled: int
+    time_running: int
+    cpu: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("value", "time_enabled", "time_running"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < _U64:
+                raise ValueError(f"Reading.{name} must be an int in [0, 2**64), not {v!r}")
+        if self.time_running > self.time_enabled:
+            raise ValueError(
+                "Reading.time_running must be <= time_enabled, "
+                f"not {self.time_running} > {self.time_enabled}"
+            )
+
+
+def aggregate(
+    event: str,
+    pmu: str | None,
+    readings: Iterable[Reading],
+    *,
+    unit: str = "",
+    scale: float = 1.0,
+    supported: bool = True,
+    cpu: int | None = None,
+) -> CounterResult:
+    """Fold the per-CPU (or per-thread) readings of one event into the row perf prints,
+    as ``tools/perf/util/stat.c:process_counter_values()`` does: each reading is scaled on
+    its own, then values, enabled and running times are summed. A per-CPU reading that was
+    never enabled or never ran marks the whole row ``<not counted>`` (perf zeroes it, "to
+    give consistent output in interval mode"); a per-task one (``cpu=None``) does not."""
+    total_v = total_e = total_r = 0
+    failed = False
+    n = 0
+    for rd in readings:
+        if not isinstance(rd, Reading):
+            raise ValueError(f"aggregate readings of {event!r} must be Reading, not {rd!r}")
+        n += 1
+        if rd.cpu is not None and (rd.time_enabled == 0 or rd.time_running == 0):
+            failed = True
+        if failed:
+            continue
+        scaled = scale_count(rd.value, rd.time_enabled, rd.time_running)
+        total_v += 0 if scaled is None else scaled
+        total_e += rd.time_enabled
+        total_r += rd.time_running
+    if failed or n == 0:
+        total_v = total_e = total_r = 0
+    return CounterResult(event, pmu, total_v % _U64, total_e % _U64, total_r % _U64,
+                         supported=supported, unit=unit, scale=scale, cpu=cpu, prescaled=True)
 
 
 @dataclass(frozen=True, slots=True)

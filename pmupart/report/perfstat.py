@@ -5,7 +5,7 @@ Models the printers of ``tools/perf/util/stat-display.c`` (layout), the shadow m
 ``tools/lib/perf/evsel.c:perf_counts_values__scale()``, as read in the perf tool of the
 ``tool_pmu`` era (Linux 6.13 and later).  Facts only; the code is ours.
 
-Layout facts this module reproduces (see ``docs`` in the tests for the golden files):
+Layout facts this module reproduces (golden files in ``tests/golden/report/``):
 
 * std row: the value right-aligned in 18 columns (``COUNTS_LEN``) with thousands grouping
   (``--big-num`` is on by default), a space, the unit left-aligned in ``unit_width`` columns
@@ -23,8 +23,17 @@ Layout facts this module reproduces (see ``docs`` in the tests for the golden fi
 * On a host with more than one core PMU, perf opens a plain event on each of them and
   prints one row per PMU named ``<pmu>/<event>/``.
 
+* ``-I`` interval mode: rows prefixed with ``%6lu.%09lu`` seconds since the start, the
+  ``#           time             counts unit events`` header first and every 26 intervals.
+* Shadow metrics (``stat-shadow.c``): ``insn per cycle`` next to ``instructions`` (cycles of
+  the same PMU), ``GHz`` next to ``cycles`` and ``CPUs utilized`` next to ``task-clock``,
+  ``K/M/G/sec`` rates for other events when ``task-clock`` was counted, branch/cache miss
+  ratios.
+
 Scaling: ``value * time_enabled / time_running`` (in double, truncated to u64) when
-``0 < time_running < time_enabled``; ``time_running == 0`` gives ``<not counted>``.
+``0 < time_running < time_enabled``; ``time_running == 0`` gives ``<not counted>``. Several
+per-CPU readings of one event fold into one row with :func:`aggregate` (scaled one by one,
+then summed, as ``stat.c:process_counter_values()``).
 """
 
 from __future__ import annotations

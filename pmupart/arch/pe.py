@@ -83,6 +83,10 @@ def _check_positions() -> None:
 
 _check_positions()
 
+#: Exact architected mnemonics -> numbers, for the hot path of ``PE.count`` (other spellings
+#: go through ``event_number``).
+_EVENT_BY_NAME: dict[str, int] = {e.name: int(e) for e in Event}
+
 
 class Outcome(IntEnum):
     """What an MRS/MSR did (DESIGN.md decision 2)."""
@@ -139,12 +143,15 @@ class _Plan:
         "by_event",
         "chain_odd",
         "chain_ok",
+        "counting",
         "cycle",
+        "cycle64",
         "cycle_frz",
         "fz_r1",
         "fz_r2",
         "icnt",
         "icnt_frz",
+        "incs",
         "lp_mask",
         "r1_frz",
         "r2_frz",
@@ -153,11 +160,16 @@ class _Plan:
 
     def __init__(self) -> None:
         self.by_event: dict[int, tuple[int, ...]] = {}
+        # Per event: one precomputed step per counter counting it (the hot path of count()):
+        # (index, bit, overflow mask, overflow shift, counter mask, CHAIN target or 0).
+        self.incs: dict[int, tuple[tuple[int, int, int, int, int, int], ...]] = {}
+        self.counting: int = 0  # bitmask of event counters counting some retirable event
         self.sw_incr: tuple[int, ...] = ()  # counters counting SW_INCR here (spec §6)
         self.chain_odd: int = 0  # bitmask of odd counters counting CHAIN
         self.chain_ok: int = 0  # bitmask of even counters whose overflow may chain onwards
         self.lp_mask: int = 0  # counters overflowing at 64 bits
         self.cycle: bool = False
+        self.cycle64: bool = False  # PMCCNTR counts every cycle and overflows at 64 bits
         self.icnt: bool = False
         self.fz_r1: int = 0  # PMOVS bits whose being set freezes the first range (0: FZO off)
         self.fz_r2: int = 0  # ... the second range (0: HPMFZO off)
@@ -447,12 +459,28 @@ class PE:
         if cyc and el == 2 and self._p5 and (mdcr & _MDCR_HCCD):
             cyc = False
         p.cycle = cyc
+        # No AArch32, or LC = 1: no divider and 64-bit overflow (spec §6 "Cycle counter").
+        p.cycle64 = not self.aarch32 or bool(pmcr & _PMCR_LC)
         p.cycle_frz = dp and bool(p.fz_r1)
         # The instruction counter (FEAT_PMUv3_ICNTR): first range; HPMD prohibits it at EL2.
         if self.icntr:
             p.icnt = e1 and bool(cnten & F0_BIT) and not hpmd \
                 and not self._filtered(self._icfiltr, el)
             p.icnt_frz = bool(p.fz_r1)
+        # The hot-path steps (spec §6): a counter overflows on the carry out of bit 31
+        # (LP/HLP = 0, or any counter before PMUv3p5) or out of bit 63 (LP/HLP = 1); it
+        # holds 32 bits before PMUv3p5 and 64 from it; an overflowing even counter feeds
+        # CHAIN to i + 1 where chain_ok allows it and its overflow width is 32 bits.
+        cmask = M64 if self._p5 else M32
+        for ev, ctrs in p.by_event.items():
+            steps = []
+            for i in ctrs:
+                wide = (p.lp_mask >> i) & 1
+                ovm, sh = (M64, 64) if wide else (M32, 32)
+                chain = i + 1 if ((p.chain_ok >> i) & 1 and not wide) else 0
+                steps.append((i, 1 << i, ovm, sh, cmask, chain))
+                p.counting |= 1 << i
+            p.incs[ev] = tuple(steps)
         return p
 
     def _plan(self) -> _Plan:
@@ -484,47 +512,43 @@ class PE:
             icnt_frozen = plan.icnt_frz
         if plan.fz_r2 and (ovs & plan.fz_r2):
             frozen |= plan.r2_frz
-        by_event = plan.by_event
+        incs = plan.incs
         cnt = self._evcnt
-        p5 = self._p5
-        lp_mask = plan.lp_mask
-        chain_ok = plan.chain_ok
         chains: dict[int, int] | None = None
         for ev, n in events.items():
             if type(ev) is not int:
-                ev = event_number(ev)
+                num = _EVENT_BY_NAME.get(ev)  # type: ignore[arg-type]
+                ev = num if num is not None else event_number(ev)
             if type(n) is not int or n <= 0:
                 if isinstance(n, int) and not isinstance(n, bool) and n == 0:
                     continue
                 self._bad_count(ev, n)
-            ctrs = by_event.get(ev)
-            if ctrs is not None:
-                for i in ctrs:
-                    if (frozen >> i) & 1:
+            steps = incs.get(ev)
+            if steps is not None:
+                # spec §6: add n, count the carries out of the overflow bit (one PMOVS flag,
+                # one CHAIN event per carry), keep the counter's width.
+                for i, bit, ovm, sh, cm, chain in steps:
+                    if frozen & bit:
                         continue
                     old = cnt[i]
-                    if p5:
-                        if (lp_mask >> i) & 1:
-                            new = old + n
-                            wraps = new >> 64
-                        else:
-                            new = old + n
-                            wraps = ((old & M32) + n) >> 32
-                        cnt[i] = new & M64
-                    else:
-                        new = old + n
-                        wraps = new >> 32
-                        cnt[i] = new & M32
+                    wraps = ((old & ovm) + n) >> sh
+                    cnt[i] = (old + n) & cm
                     if wraps:
-                        ovs |= 1 << i
-                        if (chain_ok >> i) & 1 and not ((lp_mask >> i) & 1):
+                        ovs |= bit
+                        if chain:
                             if chains is None:
                                 chains = {}
-                            chains[i + 1] = chains.get(i + 1, 0) + wraps
+                            chains[chain] = chains.get(chain, 0) + wraps
             elif ev in GENERATED_EVENTS:
                 self._bad_generated(ev)
             if ev == _EV_CPU_CYCLES and plan.cycle and not cyc_frozen:
-                ovs = self._add_cycles(n, ovs)
+                if plan.cycle64:
+                    new = self._ccnt + n
+                    self._ccnt = new & M64
+                    if new >> 64:
+                        ovs |= C_BIT
+                else:
+                    ovs = self._add_cycles(n, ovs)
             elif ev == _EV_INST_RETIRED and plan.icnt and not icnt_frozen:
                 new = self._icnt + n
                 self._icnt = new & M64
@@ -619,7 +643,7 @@ class PE:
             return (1 << 64) - self._ccnt
         if not 0 <= idx < self.num_counters:
             raise ValueError(f"counter index must be 0..{self.num_counters - 1} or 31, not {idx}")
-        if not any(idx in c for c in plan.by_event.values()):
+        if not (plan.counting >> idx) & 1:
             return None
         if self._p5 and (plan.lp_mask >> idx) & 1:
             return (1 << 64) - self._evcnt[idx]

@@ -30,6 +30,10 @@ _CYC = int(Event.CPU_CYCLES)
 _INST = int(Event.INST_RETIRED)
 
 
+#: A block of work: event name or number -> how many.
+EventCounts = Mapping[str, int] | Mapping[int, int] | Mapping[str | int, int]
+
+
 class PerfError(PmupartError, OSError):
     """``perf_event_open`` refused: carries the errno the syscall returns."""
 
@@ -353,7 +357,7 @@ class HostKernel:
         """Let ``ns`` pass with the CPU idle (WFI: no events)."""
         self.cpus[cpu].now_ns += ns
 
-    def retire(self, cpu: int, el: int, events: Mapping[str | int, int],
+    def retire(self, cpu: int, el: int, events: EventCounts,
                on_irq: Callable[[], None] | None = None) -> None:
         """Retire a block of work at ``el`` on ``cpu``: cut exactly at the first overflow of a
         counter with its interrupt enabled and at perf's rotation timer, take the interrupt
@@ -364,7 +368,7 @@ class HostKernel:
         rem: dict[int, int] = {}
         for k, v in events.items():
             if v:
-                n = k if type(k) is int else event_number(k)
+                n = k if isinstance(k, int) else event_number(k)
                 rem[n] = rem.get(n, 0) + v
         old_el = pe.el
         guard = 0

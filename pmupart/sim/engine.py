@@ -1,0 +1,374 @@
+"""The discrete-event engine: simulated nanoseconds, per-CPU scheduling, migrations.
+
+Each physical CPU runs one context at a time (a host task, a vCPU thread, or idle).  A
+running context retires blocks of work on its CPU's PE at its exception level (user at EL0;
+kernel at EL2 for the VHE host, EL1 for a guest); overflows inside a block are taken at
+their exact point (``HostKernel.retire``), as are perf's multiplexing rotations.  A CPU
+runs until its next decision point (end of the time slice when others wait, the guest's
+tick when its perf session rotates or adapts, the next global event); global events
+(migrations, the end) wait until every CPU has reached them.  Listeners see every retired
+block, trap, overflow, interrupt, load/put and migration (``Engine.listeners``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pmupart.arch.events import Event
+from pmupart.host.perf_event import Task
+from pmupart.kvm import uapi
+from pmupart.kvm.kvm import VCPU
+from pmupart.kvm.run import GuestCpu, kvm_arch_vcpu_load, kvm_arch_vcpu_put
+from pmupart.machine import Machine
+from pmupart.sim.guest_perf import GuestPmuDriver
+from pmupart.sim.spec import MigrationPolicy, MigrationSpec, Phase, Workload
+
+_CYC = int(Event.CPU_CYCLES)
+_INST = int(Event.INST_RETIRED)
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+class Context:
+    """A schedulable thread: a host task or a vCPU thread, with its workload."""
+
+    def __init__(self, name: str, workload: Workload, affinity: tuple[int, ...],
+                 *, vcpu: VCPU | None = None, task: Task | None = None) -> None:
+        self.name = name
+        self.workload = workload
+        self.affinity = affinity
+        self.vcpu = vcpu
+        self.task = task
+        self.cpu: int | None = None  #: the CPU whose runqueue holds it
+        self.done = False
+        self.failed: str | None = None  #: why it stopped (e.g. KVM_EXIT_FAIL_ENTRY)
+        self.work_ns = 0  #: workload time executed
+        self.cpu_ns = 0  #: CPU time consumed (work + overheads)
+        self.finish_ns: int | None = None
+        self.instructions = 0
+        self.driver: GuestPmuDriver | None = None
+        self.guest: GuestCpu | None = None
+        self.next_tick_ns = 0
+        self._frac: dict[int, float] = {}
+        self.truth: dict[int, int] = {}  #: events really retired (by number)
+
+    @property
+    def is_vcpu(self) -> bool:
+        return self.vcpu is not None
+
+    def phase_at(self, t: int) -> tuple[Phase, int]:
+        """The phase at workload time ``t`` and the time left in it."""
+        phases = self.workload.phases
+        total = sum(p.duration_ns or 0 for p in phases)
+        if any(p.duration_ns is None for p in phases) or total == 0:
+            for p in phases:
+                if p.duration_ns is None:
+                    return p, 1 << 62
+                if t < p.duration_ns:
+                    return p, p.duration_ns - t
+                t -= p.duration_ns
+            return phases[-1], 1 << 62
+        t %= total
+        for p in phases:
+            assert p.duration_ns is not None
+            if t < p.duration_ns:
+                return p, p.duration_ns - t
+            t -= p.duration_ns
+        return phases[-1], 1 << 62  # pragma: no cover
+
+    def events_for(self, phase: Phase, core_name: str, core_cpi: float, mhz: int,
+                   ns: int) -> dict[int, int]:
+        """Events ``ns`` of this phase retire on a core (rates per instruction); fractions
+        carry over between blocks so long runs are exact in total."""
+        cyc_f = ns * mhz / 1000 + self._frac.get(_CYC, 0.0)
+        cycles = int(cyc_f)
+        self._frac[_CYC] = cyc_f - cycles
+        cpi = phase.cpi_for(core_name, core_cpi)
+        inst_f = cycles / cpi + self._frac.get(_INST, 0.0)
+        inst = int(inst_f)
+        self._frac[_INST] = inst_f - inst
+        out = {_CYC: cycles, _INST: inst}
+        for ev, rate in phase.rates:
+            f = inst * rate + self._frac.get(ev, 0.0)
+            k = int(f)
+            self._frac[ev] = f - k
+            if k:
+                out[ev] = out.get(ev, 0) + k
+        return out
+
+
+@dataclass
+class CpuRq:
+    """One CPU's runqueue."""
+
+    cpu: int
+    queue: list[Context] = field(default_factory=list)
+    current: Context | None = None
+    slice_end: int = 0
+    busy_ns: int = 0
+
+
+class Engine:
+    """Runs contexts on a machine for a duration."""
+
+    def __init__(self, machine: Machine, contexts: list[Context], duration_ns: int, *,
+                 slice_ns: int = 1_000_000, guest_tick_ns: int = 4_000_000,
+                 migration: MigrationSpec | None = None, seed: int = 0) -> None:
+        self.m = machine
+        self.host = machine.host
+        self.contexts = contexts
+        self.duration_ns = duration_ns
+        self.slice_ns = slice_ns
+        self.guest_tick_ns = guest_tick_ns
+        self.migration = migration or MigrationSpec()
+        self.rng = random.Random(seed)
+        self.rqs = [CpuRq(c.id) for c in self.host.cpus]
+        self.listeners: list[Listener] = []
+        self.migrations = 0
+        self.fail_entries: list[tuple[int, str, int]] = []
+        self.host.listeners.append(self._forward)
+        self._place()
+
+    # ------------------------------------------------------------------ events
+    def _forward(self, kind: str, data: dict[str, Any]) -> None:
+        for fn in self.listeners:
+            fn(kind, data)
+
+    def emit(self, kind: str, **data: Any) -> None:
+        for fn in self.listeners:
+            fn(kind, data)
+
+    # ------------------------------------------------------------------ placement
+    def _place(self) -> None:
+        """Initial placement: each context on the least loaded CPU it may use."""
+        for ctx in self.contexts:
+            cpu = min(ctx.affinity, key=lambda c: (len(self.rqs[c].queue), c))
+            self._enqueue(ctx, cpu)
+
+    def _enqueue(self, ctx: Context, cpu: int) -> None:
+        ctx.cpu = cpu
+        self.rqs[cpu].queue.append(ctx)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, progress: Callable[[int], None] | None = None) -> None:
+        """Run until ``duration_ns`` (or every context is done)."""
+        end = self.duration_ns
+        mig = self.migration
+        next_global = mig.interval_ns if mig.policy is not MigrationPolicy.NONE else end
+        heap = [(self.host.cpus[r.cpu].now_ns, r.cpu) for r in self.rqs]
+        heapq.heapify(heap)
+        while True:
+            barrier = min(next_global, end)
+            while heap and heap[0][0] < barrier:
+                _, cpu = heapq.heappop(heap)
+                self._step(cpu, barrier)
+                heapq.heappush(heap, (self.host.cpus[cpu].now_ns, cpu))
+            if barrier >= end:
+                break
+            self._migrate(barrier)
+            if progress is not None:
+                progress(barrier)
+            next_global = barrier + mig.interval_ns
+            if all(c.done or c.failed for c in self.contexts) and self.contexts:
+                break
+        for r in self.rqs:
+            self._switch_out(r)
+        self._finish_drivers()
+
+    def _step(self, cpu: int, barrier: int) -> None:
+        """Run ``cpu`` from its now to its next decision point (<= barrier)."""
+        rq = self.rqs[cpu]
+        hc = self.host.cpus[cpu]
+        now = hc.now_ns
+        runnable = [c for c in rq.queue if not (c.done or c.failed)]
+        if not runnable:
+            self._switch_out(rq)
+            self.host.advance_idle(cpu, barrier - now)
+            return
+        if rq.current is None or rq.current not in runnable or \
+                (len(runnable) > 1 and now >= rq.slice_end):
+            nxt = self._pick(rq, runnable)
+            if nxt is not rq.current:
+                self._switch_out(rq)
+                if not self._switch_in(rq, nxt):
+                    return
+            rq.slice_end = now + self.slice_ns
+        ctx = rq.current
+        assert ctx is not None
+        stop = barrier
+        if len(runnable) > 1:
+            stop = min(stop, rq.slice_end)
+        if ctx.driver is not None and ctx.driver.needs_tick():
+            stop = min(stop, max(ctx.next_tick_ns, now + 1))
+        phase, left = ctx.phase_at(ctx.work_ns)
+        stop = min(stop, now + max(1, left))
+        if ctx.workload.instructions is not None:
+            pass  # completion is checked after the block
+        dt = max(1, stop - now)
+        self._run(ctx, cpu, phase, dt)
+        rq.busy_ns += hc.now_ns - now
+        if ctx.driver is not None and ctx.guest is not None and \
+                hc.now_ns >= ctx.next_tick_ns:
+            ctx.driver.account(hc.now_ns - now)
+            ctx.driver.tick(ctx.guest, self.guest_tick_ns)
+            ctx.next_tick_ns = hc.now_ns + self.guest_tick_ns
+        elif ctx.driver is not None:
+            ctx.driver.account(hc.now_ns - now)
+
+    def _pick(self, rq: CpuRq, runnable: list[Context]) -> Context:
+        """Round robin: the next runnable after the current one."""
+        if rq.current in runnable:
+            i = runnable.index(rq.current)
+            return runnable[(i + 1) % len(runnable)]
+        return runnable[0]
+
+    def _run(self, ctx: Context, cpu: int, phase: Phase, dt: int) -> None:
+        """Retire ``dt`` of the context's workload: user part then kernel part."""
+        hc = self.host.cpus[cpu]
+        core = hc.core
+        start = hc.now_ns
+        events = ctx.events_for(phase, core.name, core.cpi, hc.freq_mhz, dt)
+        if ctx.workload.instructions is not None:
+            remaining = ctx.workload.instructions - ctx.instructions
+            if events[_INST] >= remaining:
+                scale = remaining / max(1, events[_INST])
+                events = {k: max(0, int(v * scale)) for k, v in events.items()}
+                events[_INST] = remaining
+                ctx.done = True
+        kf = phase.kernel_fraction
+        kern_el = 1 if ctx.is_vcpu else 2
+        parts = [(0, {k: v - int(v * kf) for k, v in events.items()}),
+                 (kern_el, {k: int(v * kf) for k, v in events.items()})]
+        for el, evs in parts:
+            if not any(evs.values()):
+                continue
+            for k, v in evs.items():
+                ctx.truth[k] = ctx.truth.get(k, 0) + v
+            self.emit("retire", cpu=cpu, ctx=ctx.name, el=el, events=evs, t=hc.now_ns)
+            if ctx.guest is not None:
+                ctx.guest.el = el
+                self.host.retire(cpu, el, evs, on_irq=ctx.guest._deliver)
+                ctx.guest._deliver()
+            else:
+                self.host.retire(cpu, el, evs)
+        ctx.instructions += events.get(_INST, 0)
+        ctx.work_ns += dt
+        ctx.cpu_ns += hc.now_ns - start
+        if ctx.done:
+            ctx.finish_ns = hc.now_ns
+            self.emit("done", cpu=cpu, ctx=ctx.name, t=hc.now_ns)
+
+    # ------------------------------------------------------------------ switching
+    def _switch_in(self, rq: CpuRq, ctx: Context) -> bool:
+        cpu = rq.cpu
+        if ctx.vcpu is not None:
+            ex = self._vcpu_enter(ctx, cpu)
+            if ex is not None:
+                return False
+        else:
+            self.host.switch_task(cpu, ctx.task)
+        rq.current = ctx
+        self.emit("switch_in", cpu=cpu, ctx=ctx.name, t=self.host.cpus[cpu].now_ns)
+        return True
+
+    def _vcpu_enter(self, ctx: Context, cpu: int) -> uapi.KvmExit | None:
+        """Load the vCPU; a CPU outside its PMU fails the entry (the VMM stops the vCPU)."""
+        vcpu = ctx.vcpu
+        assert vcpu is not None
+        vcpu.vm.has_run = True
+        kvm_arch_vcpu_load(vcpu, cpu)
+        if vcpu.on_unsupported_cpu:
+            vcpu.stats.fail_entries += 1
+            vcpu.stats.exits["fail_entry"] += 1
+            kvm_arch_vcpu_put(vcpu)
+            ctx.failed = (f"KVM_EXIT_FAIL_ENTRY (CPU_UNSUPPORTED) on cpu{cpu}: not covered "
+                          f"by {vcpu.vm.arm_pmu.name if vcpu.vm.arm_pmu else '?'}")
+            t = self.host.cpus[cpu].now_ns
+            self.fail_entries.append((t, ctx.name, cpu))
+            self.emit("fail_entry", cpu=cpu, ctx=ctx.name, t=t)
+            return uapi.KvmExit(uapi.KVM_EXIT_FAIL_ENTRY, uapi.FailEntry(
+                uapi.KVM_EXIT_FAIL_ENTRY_CPU_UNSUPPORTED, cpu))
+        pe = self.host.cpus[cpu].pe
+        with pe.at_el(2):
+            pe.write("HCR_EL2", 1 << 34)
+        guest = GuestCpu(vcpu, cpu)
+        ctx.guest = guest
+        drv = ctx.driver
+        if drv is not None:
+            guest.on_pmu_irq(drv.irq)
+            if not drv.started:
+                drv.start(guest)
+                ctx.next_tick_ns = self.host.cpus[cpu].now_ns + self.guest_tick_ns
+        return None
+
+    def _switch_out(self, rq: CpuRq) -> None:
+        ctx = rq.current
+        if ctx is None:
+            return
+        cpu = rq.cpu
+        if ctx.vcpu is not None:
+            pe = self.host.cpus[cpu].pe
+            with pe.at_el(2):
+                pe.write("HCR_EL2", (1 << 34) | (1 << 27))
+            kvm_arch_vcpu_put(ctx.vcpu)
+            ctx.guest = None
+        else:
+            self.host.switch_task(cpu, None)
+        rq.current = None
+        self.emit("switch_out", cpu=cpu, ctx=ctx.name, t=self.host.cpus[cpu].now_ns)
+
+    # ------------------------------------------------------------------ migration
+    def _movable(self) -> list[Context]:
+        return [c for c in self.contexts if len(c.affinity) > 1 and not (c.done or c.failed)
+                and (c.is_vcpu or self.migration.host_tasks)]
+
+    def _migrate(self, t: int) -> None:
+        pol = self.migration.policy
+        moves: list[tuple[Context, int]] = []
+        if pol is MigrationPolicy.PERIODIC:
+            for c in self._movable():
+                aff = sorted(c.affinity)
+                cur = c.cpu if c.cpu is not None else aff[0]
+                nxt = next((x for x in aff if x > cur), aff[0])
+                moves.append((c, nxt))
+        elif pol is MigrationPolicy.RANDOM:
+            for c in self._movable():
+                moves.append((c, self.rng.choice(sorted(c.affinity))))
+        elif pol is MigrationPolicy.LOAD_BALANCE:
+            load = {r.cpu: len([c for c in r.queue if not (c.done or c.failed)])
+                    for r in self.rqs}
+            busiest = max(load, key=lambda c: (load[c], -c))
+            for c in self._movable():
+                if c.cpu != busiest:
+                    continue
+                target = min(c.affinity, key=lambda x: (load[x], x))
+                if load[target] + 1 < load[busiest]:
+                    moves.append((c, target))
+                    break
+        for c, dst in moves:
+            src = c.cpu
+            if src == dst or src is None:
+                continue
+            rq = self.rqs[src]
+            if rq.current is c:
+                self._switch_out(rq)
+            rq.queue.remove(c)
+            self._enqueue(c, dst)
+            self.migrations += 1
+            self.emit("migrate", ctx=c.name, src=src, dst=dst, t=t)
+
+    # ------------------------------------------------------------------ the end
+    def _finish_drivers(self) -> None:
+        """Close the guest perf sessions: load each vCPU once more to read its counters."""
+        for ctx in self.contexts:
+            if ctx.driver is None or not ctx.driver.started or ctx.vcpu is None or ctx.failed:
+                continue
+            cpu = ctx.cpu if ctx.cpu is not None else ctx.affinity[0]
+            rq = self.rqs[cpu]
+            self._switch_out(rq)
+            if self._switch_in(rq, ctx) and ctx.guest is not None:
+                ctx.driver.finish(ctx.guest)
+            self._switch_out(rq)

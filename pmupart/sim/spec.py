@@ -1,0 +1,138 @@
+"""The description of a run, as plain frozen values: what the scenario loader builds and what
+:class:`~pmupart.sim.engine.Engine` runs.  Everything here is data; nothing runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Literal
+
+from pmupart.arch.events import event_number
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """A stretch of a workload with steady behaviour.
+
+    ``rates`` are events per instruction (``{"L1D_CACHE": 0.4}``); ``cpi`` overrides the
+    core's typical CPI (per core name, or ``"*"`` for all); ``kernel_fraction`` is the share
+    of time in the kernel (EL1 for a guest, EL2 for the VHE host kernel).
+    """
+
+    duration_ns: int | None = None  #: None: until the workload ends
+    rates: tuple[tuple[int, float], ...] = ()
+    cpi: tuple[tuple[str, float], ...] = ()
+    kernel_fraction: float = 0.0
+
+    def cpi_for(self, core: str, default: float) -> float:
+        d = dict(self.cpi)
+        return d.get(core, d.get("*", default))
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A rate-based program: phases, looped; optionally a fixed amount of work (instructions)
+    after which it is done (so overheads lengthen its run time)."""
+
+    name: str
+    phases: tuple[Phase, ...] = (Phase(),)
+    instructions: int | None = None  #: total work; None: runs for the whole scenario
+
+    @staticmethod
+    def rates_of(m: dict[str | int, float]) -> tuple[tuple[int, float], ...]:
+        return tuple(sorted((event_number(k), float(v)) for k, v in m.items()))
+
+
+class PerfMode(Enum):
+    STAT = "stat"  #: perf stat: counting
+    RECORD = "record"  #: perf record -F: sampling
+
+
+@dataclass(frozen=True, slots=True)
+class PerfSession:
+    """A ``perf stat -e ...`` or ``perf record -F <freq> -e ...`` session.
+
+    For the host: ``scope`` is ``"system"`` (``-a``) or ``"task:<name>"`` (``-p``).  In a
+    guest it covers the whole guest (its kernel's driver programs the vPMU).
+    """
+
+    events: tuple[int, ...]
+    mode: PerfMode = PerfMode.STAT
+    freq: int = 0  #: samples per second per event (record)
+    period: int = 0  #: fixed sample period (record), when freq is 0
+    scope: str = "system"
+    exclude_user: bool = False
+    exclude_kernel: bool = False
+    exclude_guest: bool = False
+    exclude_host: bool = False
+    pinned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilterSpec:
+    action: Literal["allow", "deny"]
+    base_event: int
+    nevents: int
+
+
+@dataclass(frozen=True, slots=True)
+class VmSpec:
+    """A VM and what its VMM does with the PMU attributes before the first run."""
+
+    name: str
+    vcpus: int = 1
+    pmu: bool = True
+    irqchip: bool = True
+    irq: int = 23
+    partition: bool = False  #: KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION
+    set_pmu: str | int | None = None  #: PMU name or sysfs type
+    nr_counters: int | None = None  #: SET_NR_COUNTERS
+    filters: tuple[EventFilterSpec, ...] = ()
+    affinity: tuple[int, ...] | None = None  #: CPUs the vCPU threads may run on
+    vcpu_affinity: tuple[tuple[int, ...], ...] = ()  #: per-vCPU pinning (overrides)
+    workload: str = "idle"
+    perf: PerfSession | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HostTaskSpec:
+    name: str
+    count: int = 1
+    affinity: tuple[int, ...] | None = None
+    workload: str = "idle"
+
+
+class MigrationPolicy(Enum):
+    NONE = "none"
+    PERIODIC = "periodic"  #: every interval, each movable thread goes to its next allowed CPU
+    RANDOM = "random"  #: every interval, each movable thread goes to a random allowed CPU
+    LOAD_BALANCE = "load-balance"  #: every interval, one thread moves busiest -> idlest
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationSpec:
+    policy: MigrationPolicy = MigrationPolicy.NONE
+    interval_ns: int = 10_000_000
+    #: only vCPU threads migrate (host tasks stay) unless this is set
+    host_tasks: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioSpec:
+    """A whole run: machine, kernel options, guests, host work, duration, seed."""
+
+    name: str
+    machine: Any  #: a Topology, or a preset name
+    duration_ns: int
+    seed: int = 0
+    slice_ns: int = 1_000_000  #: the scheduler's time slice
+    guest_tick_ns: int = 4_000_000  #: guest kernel HZ=250: its perf rotation timer
+    description: str = ""
+    machine_options: dict[str, Any] = field(default_factory=dict)
+    vms: tuple[VmSpec, ...] = ()
+    host_tasks: tuple[HostTaskSpec, ...] = ()
+    host_perf: tuple[PerfSession, ...] = ()
+    workloads: dict[str, Workload] = field(default_factory=dict)
+    migration: MigrationSpec = MigrationSpec()
+    source: str = ""  #: the file it came from (for reports)

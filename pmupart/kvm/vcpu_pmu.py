@@ -284,7 +284,10 @@ class VcpuPmu:
                 if (t & self.evmask()) == event and self.counts_at(t, el):
                     wide = self.has_64bit_overflow(i)
                     v = self.counter_value(i) + 1
-                    if not wide:
+                    # kvm_pmu_counter_increment truncates by kvm_pmc_is_64bit (the counter's
+                    # width), and tests overflow by kvm_pmc_has_64bit_overflow (LP): a 64-bit
+                    # counter with LP = 0 keeps its upper half (spec pmuv3 §6).
+                    if not self.is_64bit(i):
                         v &= M32
                     self.store_counter(i, v)
                     if (v & (M64 if wide else M32)) == 0:

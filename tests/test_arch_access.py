@@ -581,3 +581,52 @@ def test_misuse_raises_value_error() -> None:
         PE(32)
     with pytest.raises(ValueError, match=r"PMU version must be one of"):
         PE(6, "V3P6")
+
+
+# ---------------------------------------------------------------- construction, UNKNOWN read-back
+
+@pytest.mark.filterwarnings("error")
+def test_every_catalogue_core_builds_without_what_if_warnings() -> None:
+    from pmupart.arch import CORES
+
+    for name, core in CORES.items():
+        pe = PE.from_core(name)
+        assert pe.num_counters == core.num_counters and pe.hpmn == core.num_counters
+        assert pe.fgt == core.fgt and pe.hpmn0 == core.hpmn0
+        # Linux boot state (spec §2): HPMN = N, no PMU trap, so EL1 reaches every counter
+        pe.el = 1
+        assert (pe.read("PMCR_EL0").value or 0) >> 11 & 0x1F == core.num_counters
+        if core.num_counters:
+            assert pe.read(f"PMEVCNTR{core.num_counters - 1}_EL0").ok
+
+
+@pytest.mark.parametrize(("kw", "pattern"), [
+    ({"num_counters": 0}, r"0 event counters with EL2 needs FEAT_HPMN0"),
+    ({"hpmn0": True}, r"FEAT_HPMN0 without FEAT_FGT"),
+    ({"fgt2": True}, r"FEAT_FGT2 without FEAT_FGT"),
+    ({"icntr": True}, r"FEAT_PMUv3_ICNTR before PMUv3p9"),
+])
+def test_what_if_combinations_warn(kw: dict[str, object], pattern: str) -> None:
+    # DESIGN.md: a combination no shipped core has is a what-if: warn, do not refuse
+    args: dict[str, object] = {"num_counters": 6, "pmuver": "V3P5"} | kw
+    with pytest.warns(UserWarning, match=pattern):
+        PE(**args)  # type: ignore[arg-type]
+
+
+def test_unknown_readback_zero_for_mdcr_and_pmselr() -> None:
+    # spec §9: a CONSTRAINED UNPREDICTABLE HPMN reads back UNKNOWN; spec §8.2: without FGT a
+    # SEL >= N (other than 31) reads back UNKNOWN.  Policy ZERO reads 0, WRITTEN the value.
+    from pmupart.arch import UnknownReadback
+
+    for pol, hpmn_back, sel_back in ((UnknownReadback.ZERO, 0, 0),
+                                     (UnknownReadback.WRITTEN, 9, 20)):
+        pe = PE(6, "V3P5", policies=Policies(unknown_readback=pol))
+        el2(pe, "MDCR_EL2", 9 | HPME)
+        assert el2(pe, "MDCR_EL2") == hpmn_back | HPME
+        el2(pe, "PMSELR_EL0", 20)
+        assert el2(pe, "PMSELR_EL0") == sel_back
+        el2(pe, "PMSELR_EL0", 31)
+        assert el2(pe, "PMSELR_EL0") == 31
+    pe = PE(6, "V3P5", fgt=True, policies=Policies(unknown_readback=UnknownReadback.ZERO))
+    el2(pe, "PMSELR_EL0", 20)
+    assert el2(pe, "PMSELR_EL0") == 20  # with FEAT_FGT, SEL reads back as written

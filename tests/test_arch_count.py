@@ -670,3 +670,45 @@ def test_snapshot_matches_el2_reads() -> None:
     pe.count({INST: 3, CYC: 2})
     s = pe.snapshot()
     assert s.evcntr[0] == 3 and s.pmcnten == 1 and s.pmcr == r(pe, "PMCR_EL0")
+
+
+def test_events_to_overflow_none_while_frozen() -> None:
+    pe = mk(pmuver="V3P7")
+    program(pe, {0: INST}, pmcr=E | FZO | DP, cnten=1 | C)
+    pe.el = 1
+    assert pe.events_to_overflow(0) == 1 << 32
+    w(pe, "PMOVSSET_EL0", 1)  # first range frozen (spec §5.4), PMCCNTR too with DP = 1
+    assert pe.events_to_overflow(0) is None and pe.events_to_overflow(31) is None
+    w(pe, "PMCR_EL0", E | FZO)
+    assert pe.events_to_overflow(31) == 1 << 64
+
+
+def test_pmswinc_at_el0_with_uen_follows_pmuacr_unless_sw() -> None:
+    # spec §6 SW_INCR / §8.3: at EL0 with {UEN,SW} = {1,0} the written value is ANDed with
+    # PMUACR_EL1; with SW = 1 it is not
+    pe = mk(pmuver="V3P9")
+    program(pe, {0: SWINC, 1: SWINC})
+    w(pe, "PMUACR_EL1", 0b01)
+    w(pe, "PMUSERENR_EL0", 16)  # UEN
+    pe.el = 0
+    assert pe.write("PMSWINC_EL0", 0b11).ok
+    assert [cnt(pe, 0), cnt(pe, 1)] == [1, 0]
+    w(pe, "PMUSERENR_EL0", 16 | 2)  # UEN, SW
+    assert pe.write("PMSWINC_EL0", 0b11).ok
+    assert [cnt(pe, 0), cnt(pe, 1)] == [2, 1]
+
+
+def test_vhe_host_el0_counts_with_u_filter() -> None:
+    # a VHE host's EL0 is EL0 for the filters (spec §5.6): U decides
+    pe = mk()
+    program(pe, {0: INST, 1: FU | INST})
+    w(pe, "HCR_EL2", (1 << 27) | (1 << 34))
+    pe.el = 0
+    pe.count({INST: 4})
+    assert [cnt(pe, 0), cnt(pe, 1)] == [4, 0]
+
+
+def test_unknown_reset_policy() -> None:
+    pe = mk(policies=Policies(unknown_reset=0x1234))
+    assert cnt(pe, 0) == 0x1234 and r(pe, "PMCCNTR_EL0") == 0x1234
+    assert not r(pe, "PMCR_EL0") & E  # E resets to 0 whatever the policy (spec §3)

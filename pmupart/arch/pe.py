@@ -626,11 +626,14 @@ class PE:
 
     def events_to_overflow(self, idx: int) -> int | None:
         """How many more increments counter ``idx`` (0..N-1, or 31 for PMCCNTR) takes to set
-        its overflow flag, at the current widths; ``None`` if it does not count here.
-        (Engines use it to cut blocks at the exact overflow point.)"""
+        its overflow flag, at the current widths; ``None`` if it does not count here, frozen
+        ones included (spec §5.4).  (Engines use it to cut blocks at the exact overflow
+        point.)"""
         plan = self._plan()
+        ovs = self._ovs
+        r1_frozen = bool(plan.fz_r1 and (ovs & plan.fz_r1))
         if idx == CYCLE_IDX:
-            if not plan.cycle:
+            if not plan.cycle or (r1_frozen and plan.cycle_frz):
                 return None
             lc = bool(self._pmcr & _PMCR_LC)
             if self.aarch32 and not lc:
@@ -644,6 +647,10 @@ class PE:
         if not 0 <= idx < self.num_counters:
             raise ValueError(f"counter index must be 0..{self.num_counters - 1} or 31, not {idx}")
         if not (plan.counting >> idx) & 1:
+            return None
+        frozen = (plan.r1_frz if r1_frozen else 0) | \
+            (plan.r2_frz if plan.fz_r2 and (ovs & plan.fz_r2) else 0)
+        if (frozen >> idx) & 1:
             return None
         if self._p5 and (plan.lp_mask >> idx) & 1:
             return (1 << 64) - self._evcnt[idx]

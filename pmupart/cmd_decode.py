@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 from pmupart.arch.cores import CORES, EVENTS_NOTE, get_core
 from pmupart.arch.pe import PE
@@ -37,9 +38,14 @@ def render_decode(reg: RegDef, value: int, *, el: int | None = None,
         else:
             lines.append(f"(--el has no effect on how {reg.name} decodes)")
     if reg.name == "MDCR_EL2" and (num_counters is not None or core is not None):
-        pe = PE.from_core(core) if core else PE(num_counters or 0, hpmn0=True, fgt=True)
-        if num_counters is not None and core is not None:
-            pe = PE(num_counters, pe.pmuver, fgt=pe.fgt, hpmn0=pe.hpmn0)
+        # A PE no shipped core matches is a what-if (DESIGN.md): say so in the output rather
+        # than as a Python warning on stderr.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pe = PE.from_core(core) if core else PE(num_counters or 0, hpmn0=True, fgt=True)
+            if num_counters is not None and core is not None:
+                pe = PE(num_counters, pe.pmuver, fgt=pe.fgt, hpmn0=pe.hpmn0)
+        lines.extend(f"note: {w.message}" for w in caught)
         with pe.at_el(2):
             pe.write("MDCR_EL2", value)
         n, h = pe.num_counters, pe.hpmn

@@ -112,3 +112,10 @@ def test_cli_errors_exit_2(args: list[str], pattern: str) -> None:
     assert code == 2
     assert out == ""
     assert re.search(pattern, err), err
+
+
+def test_decode_what_if_pe_is_a_note_not_a_warning() -> None:
+    # 0 counters on a core without FEAT_HPMN0 is a what-if (spec §1): noted in the output
+    code, out, err = invoke("decode", "MDCR_EL2", "0", "--counters", "0", "--core", "cortex-a76")
+    assert code == 0 and err == ""
+    assert "note: what-if PE: 0 event counters with EL2 needs FEAT_HPMN0" in out

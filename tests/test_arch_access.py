@@ -474,6 +474,9 @@ def test_fgt2_traps_icntr_registers() -> None:
     pe.el = 1
     assert pe.read("PMICNTR_EL0").ok  # boot state: Linux sets the n-bits (no trap)
     assert pe.write("PMUACR_EL1", 0).ok
+    # Linux leaves nPMZR_EL0 = 0 (spec §8.6 lists only nPMICNTR/nPMICFILTR/nPMUACR)
+    assert pe.write("PMZR_EL0", 0).outcome is TRAP2
+    el2(pe, "HDFGWTR2_EL2", el2(pe, "HDFGWTR2_EL2") | (1 << 21))
     assert pe.write("PMZR_EL0", 0).ok
     el2(pe, "HDFGRTR2_EL2", 0)
     el2(pe, "HDFGWTR2_EL2", 0)

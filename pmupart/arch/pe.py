@@ -285,12 +285,12 @@ class PE:
         self._mdcr = (n & 0x1F) | (mtpme.mask if "FEAT_MTPMU" in self.features else 0)
         self._hcr = _HCR_E2H if "FEAT_VHE" in self.features else 0
         self._hdfgrtr = self._hdfgwtr = 0
-        # Linux sets the FGT2 "no trap" bits of the PMUv3p9/ICNTR registers at boot
-        # (spec §8.6, LX-EL2 __init_el2_fgt2): nPMICNTR, nPMICFILTR, nPMUACR (and nPMZR in
-        # the write register, so that no PMU register traps after boot: spec §2 "Linux boot").
+        # Linux sets the FGT2 "no trap" bits nPMICNTR, nPMICFILTR and nPMUACR in both
+        # registers on PMUv3p9 (spec §8.6, LX-EL2 __init_el2_fgt2; the kernel's booting.rst
+        # asks the same of firmware).  It leaves nPMZR_EL0 at 0, so EL1 writes of PMZR_EL0
+        # trap to EL2 until the hypervisor says otherwise.
         fgt2_nbits = 0b11100 if (self.icntr or self._p9) else 0
-        self._hdfgrtr2 = fgt2_nbits
-        self._hdfgwtr2 = fgt2_nbits | ((1 << 21) if self._p9 else 0)
+        self._hdfgrtr2 = self._hdfgwtr2 = fgt2_nbits
         self._recompute_hpmn()
 
     # ------------------------------------------------------------------ basic properties

@@ -72,7 +72,10 @@ class HostStats:
     pmu_irqs: int = 0
     rotations: int = 0
     el2_cycles: Counter[str] = field(default_factory=Counter)
+    #: EL2 time by (party, reason): party is whoever the CPU worked for ("host" or a VM)
+    el2_ns: Counter[tuple[str, str]] = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
+    squeezed_events: list[tuple[int, PerfEvent]] = field(default_factory=list)
 
 
 class HostCpu:
@@ -91,6 +94,7 @@ class HostCpu:
         self.guest_counter_mask = 0  #: counters a loaded partitioned vCPU owns
         self.loaded_vcpu: object | None = None
         self.el2_cycles = 0
+        self.party = "host"  #: who EL2 work on this CPU is done for (the loaded VM, or host)
 
     @property
     def freq_mhz(self) -> int:
@@ -308,6 +312,7 @@ class HostKernel:
         squeezed = [e for e in displaced if e.state is not EventState.ACTIVE]
         for e in squeezed:
             self.stats.squeezed_out += 1
+            self.stats.squeezed_events.append((cpu, e))
             if e.attr.pinned:
                 self.stats.pinned_squeezed_out += 1
                 msg = f"cpu{cpu}: Pinned host event squeezed out (event {e.id}, {e.owner})"
@@ -349,9 +354,11 @@ class HostKernel:
         inst = max(1, int(cycles / hc.core.cpi))
         with pe.at_el(2):
             pe.count({_CYC: cycles, _INST: inst})
+        before = hc.now_ns
         hc.advance_cycles(cycles)
         hc.el2_cycles += cycles
         self.stats.el2_cycles[reason] += cycles
+        self.stats.el2_ns[(hc.party, reason)] += hc.now_ns - before
 
     def advance_idle(self, cpu: int, ns: int) -> None:
         """Let ``ns`` pass with the CPU idle (WFI: no events)."""

@@ -58,6 +58,8 @@ class VcpuStats:
 
     exits: Counter[str] = field(default_factory=Counter)  #: by reason
     traps: Counter[str] = field(default_factory=Counter)  #: by register
+    exit_ns: Counter[str] = field(default_factory=Counter)  #: EL2 time by exit reason
+    trap_ns: Counter[str] = field(default_factory=Counter)  #: EL2 time by register
     el2_cycles: int = 0
     perf_events_created: int = 0
     perf_events_released: int = 0

@@ -46,6 +46,7 @@ def kvm_arch_vcpu_load(vcpu: VCPU, cpu: int) -> None:
     vcpu.on_unsupported_cpu = cpu not in vm.supported_cpus
     host.switch_task(cpu, vcpu.task)
     hc.loaded_vcpu = vcpu
+    hc.party = vm.name
     hc.guest_loaded = True
     pmu = host.pmu_of_cpu(cpu)
     n = pmu.reprogram_el0(cpu, guest_context=True)  # kvm_vcpu_pmu_restore_guest
@@ -73,6 +74,7 @@ def kvm_arch_vcpu_put(vcpu: VCPU) -> None:
     n = pmu.reprogram_el0(cpu, guest_context=False)  # kvm_vcpu_pmu_restore_host
     vcpu.stats.regs_swapped += n
     hc.loaded_vcpu = None
+    hc.party = "host"
     host.switch_task(cpu, None)
     vcpu.on_unsupported_cpu = False
     vcpu.last_cpu = cpu
@@ -139,7 +141,11 @@ class GuestCpu:
                 acc = pe.write(reg.name, value) if write else pe.read(reg.name)
             if acc.outcome is not Outcome.TRAP_EL2:
                 break
+            t0 = self._host.cpus[self.cpu].now_ns
             acc = self._trap(reg, write, value)
+            dt = self._host.cpus[self.cpu].now_ns - t0
+            self.vcpu.stats.trap_ns[reg.name] += dt
+            self.vcpu.stats.exit_ns["sysreg"] += dt
             if acc.outcome is not Outcome.TRAP_EL2:  # RETRY after the lazy flip
                 break
         if write:
@@ -203,12 +209,15 @@ class GuestCpu:
             vcpu = self.vcpu
             costs = vcpu.vm.kvm.costs
             vcpu.stats.irqs_injected += 1
+            vcpu.stats.exits["pmu_irq"] += 1
+            t0 = self._host.cpus[self.cpu].now_ns
             if not vcpu.vm.irqchip:
                 # Userspace irqchip: KVM_EXIT_INTR with device_irq_level, the VMM injects.
                 vcpu.stats.exits["userspace_irqchip"] += 1
                 self._host.charge(self.cpu, costs.exit_round_trip, "kvm_exit_userspace")
             vcpu.stats.el2_cycles += costs.vgic_inject
             self._host.charge(self.cpu, costs.vgic_inject, "kvm_vgic_inject")
+            vcpu.stats.exit_ns["pmu_irq"] += self._host.cpus[self.cpu].now_ns - t0
             self._host.emit("virq", cpu=self.cpu, vcpu=vcpu.name)
             old = self._el
             self._el = 1

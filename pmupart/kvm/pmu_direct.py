@@ -15,9 +15,11 @@ instruction counter stay trapped by FGT (spec kvm-partitioning §2.6).
 * Interrupts: guest overflow bits of the host PMU interrupt go to the virtual PMOVSSET
   (``kvm_pmu_handle_guest_irq``) and are injected at the next entry (§2.9).
 
-Where this CPU cannot give the guest a hardware range (no FGT, not partitioned, fewer
-counters than the VM asked for, HPMN0 missing for zero counters), the vCPU keeps its state
-in the virtual registers and traps every access: its counters do not count there.  The
+Without FEAT_FGT, or for zero counters without FEAT_HPMN0, the guest counters are still
+loaded in hardware but every access traps (the series' fallback).  Where this CPU cannot
+hold the guest's counters at all (its PMU not partitioned, fewer guest counters than the
+VM asked for), the vCPU keeps its state in the virtual registers and traps every access:
+its counters do not count there.  The
 series does not say what happens in that case (spec kvm-partitioning §6); this is the
 model's ASSUMPTION, and the checker reports the counting it loses.
 """
@@ -88,8 +90,18 @@ class PartitionedPmu(VcpuPmu):
         setup = kvm_arm_setup_mdcr_el2(self.vcpu, cpu, owned)
         self.hpmn = setup.hpmn
         self._charge_swap(cpu, kvm_vcpu_load_fgt(self.vcpu, cpu, setup.hw_partition) + 1)
-        if owned and setup.hw_partition:
+        if owned and (setup.hw_partition or self._hw_fallback(cpu)):
             self.kvm_pmu_load(cpu)
+
+    def _hw_fallback(self, cpu: int) -> bool:
+        """No FGT, or zero counters without FEAT_HPMN0: the series keeps TPM/TPMCR (HPMN = N)
+        but still loads the guest counters, and its ``sys_regs.c`` accessors reach the
+        hardware (v7 08/20; spec kvm-partitioning §2.6, §4.4 "falls back to traps", §6 "only
+        avoids the host perf layer").  Only where this CPU cannot hold the VM's counters
+        (unsupported CPU, PMU not partitioned, fewer guest counters) do they stay virtual."""
+        pmu = self.host.pmu_of_cpu(cpu)
+        return (not self.vcpu.on_unsupported_cpu and pmu.partitioned
+                and self.nr <= pmu.max_guest_counters)
 
     def kvm_pmu_load(self, cpu: int) -> None:
         host = self.host

@@ -207,7 +207,9 @@ def run_scenario(spec: ScenarioSpec, *, progress: Callable[[int], None] | None =
                  guest_tick_ns=spec.guest_tick_ns, migration=spec.migration, seed=spec.seed)
     if listeners:
         eng.listeners.extend(listeners)
+    eng.emit("start", machine=m, engine=eng, spec=spec, contexts=contexts)
     eng.run(progress=progress)
+    eng.emit("end", machine=m, engine=eng, t=spec.duration_ns)
     vm_results = []
     for vm, vs, ctxs in vms:
         merged: list[GuestEventResult] = []

@@ -633,3 +633,69 @@ def test_unknown_readback_zero_for_mdcr_and_pmselr() -> None:
     pe = PE(6, "V3P5", fgt=True, policies=Policies(unknown_readback=UnknownReadback.ZERO))
     el2(pe, "PMSELR_EL0", 20)
     assert el2(pe, "PMSELR_EL0") == 20  # with FEAT_FGT, SEL reads back as written
+
+
+# ---------------------------------------------------------------- bitmap masks (ARM §J1.3.1.98-101)
+
+def _icntr_pe() -> PE:
+    pe = mk(6, pmuver="V3P9", icntr=True, fgt2=True)
+    set_hpmn(pe, 6)
+    return pe
+
+
+def test_f0_hidden_at_el0_without_uen() -> None:
+    # GetPMUAccessMask: the instruction counter's bit is accessible at EL0 only with UEN = 1
+    pe = _icntr_pe()
+    el2(pe, "PMCNTENSET_EL0", F0 | 1)
+    el2(pe, "PMUSERENR_EL0", EN)
+    pe.el = 0
+    assert pe.read("PMCNTENSET_EL0").value == 1
+    assert pe.write("PMCNTENCLR_EL0", F0).ok
+    assert el2(pe, "PMCNTENSET_EL0") == F0 | 1
+    el2(pe, "PMUSERENR_EL0", UEN)
+    el2(pe, "PMUACR_EL1", F0 | 1)
+    assert pe.read("PMCNTENSET_EL0").value == F0 | 1
+    assert pe.write("PMCNTENCLR_EL0", F0).ok
+    assert el2(pe, "PMCNTENSET_EL0") == 1
+
+
+@pytest.mark.parametrize(("bit", "ctl"), [(ER, 0b111), (CR, C), (IR, F0)])
+def test_uen_read_only_bits_cover_the_controls(bit: int, ctl: int) -> None:
+    # spec §8.3 / GetPMUWriteMask: with UEN = 1, ER/CR/IR make the event counters / cycle
+    # counter / instruction counter read-only at EL0, their enable/flag bits included
+    pe = _icntr_pe()
+    el2(pe, "PMUACR_EL1", F0 | C | 0b111)
+    el2(pe, "PMUSERENR_EL0", UEN | bit)
+    pe.el = 0
+    for reg in ("PMCNTENSET_EL0", "PMOVSSET_EL0"):
+        assert pe.write(reg, F0 | C | 0b111).ok
+        assert el2(pe, reg) == (F0 | C | 0b111) & ~ctl, reg
+        assert pe.read(reg).value == (F0 | C | 0b111) & ~ctl  # reads still see them
+        el2(pe, reg, ctl)
+        assert pe.write(reg.replace("SET", "CLR"), F0 | C | 0b111).ok
+        assert el2(pe, reg) == ctl, reg  # CLR of read-only bits ignored too
+
+
+def test_fgt2_write_mask_for_f0() -> None:
+    # GetPMUWriteMask: F0 controls ignore writes when a write of PMICFILTR would trap
+    # (HDFGWTR2.nPMICFILTR = 0); PMZR's F0 follows nPMICNTR; reads follow HDFGRTR2
+    pe = _icntr_pe()
+    el2(pe, "HDFGWTR2_EL2", (1 << 4) | (1 << 21) | (1 << 2))  # nPMICFILTR = 0 for writes
+    pe.el = 1
+    assert pe.write("PMCNTENSET_EL0", F0).ok
+    assert el2(pe, "PMCNTENSET_EL0") == 0
+    el2(pe, "PMCNTENSET_EL0", F0)
+    assert pe.read("PMCNTENSET_EL0").value == F0  # HDFGRTR2.nPMICFILTR = 1: visible
+    el2(pe, "PMICNTR_EL0", 5)
+    assert pe.write("PMZR_EL0", F0).ok and el2(pe, "PMICNTR_EL0") == 0  # nPMICNTR = 1
+    el2(pe, "PMICNTR_EL0", 5)
+    el2(pe, "HDFGWTR2_EL2", (1 << 4) | (1 << 21) | (1 << 3))  # nPMICNTR = 0
+    assert pe.write("PMZR_EL0", F0).ok and el2(pe, "PMICNTR_EL0") == 5
+    # a VHE host's EL0 is exempt (HCR_EL2.{E2H,TGE} = {1,1})
+    el2(pe, "HDFGRTR2_EL2", 1 << 4)
+    assert pe.read("PMCNTENSET_EL0").value == 0
+    el2(pe, "HCR_EL2", TGE | E2H)
+    el2(pe, "PMUSERENR_EL0", UEN)
+    el2(pe, "PMUACR_EL1", F0)
+    pe.el = 0
+    assert pe.read("PMCNTENSET_EL0").value == F0

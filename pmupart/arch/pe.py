@@ -365,15 +365,51 @@ class PE:
         h = self._mdcr & 0x1F
         return self.has_el2 and (h > self.num_counters or (h == 0 and not self.hpmn0))
 
-    def _bitmap_mask(self, el: int) -> int:
-        """Bits of PMCNTEN/PMOVS/PMINTEN/PMZR accessible at ``el`` (spec §8 end;
-        ARM §J1.3.1.98-101): event counters below the accessible count, C, F0."""
+    def _access_mask(self, el: int) -> int:
+        """GetPMUAccessMask() (spec §8.2; ARM §J1.3.1.98): event counters below the accessible
+        count, C, and F0 except at EL0 without PMUSERENR.UEN; at EL0 with UEN = 1 (PMUv3p9)
+        ANDed with PMUACR_EL1."""
         m = ((1 << self.accessible(el)) - 1) | C_BIT
-        if self.icntr:
+        uen = el == 0 and self._p9 and bool(self._pmuserenr & _USERENR["UEN"])
+        if self.icntr and (el != 0 or uen):
             m |= F0_BIT
-            # FGT2 nPMICFILTR_EL0 trapping: F0 reads as 0 at EL1/EL0 (spec §8.6)
-            if self.fgt2 and el <= 1 and not (self._hdfgrtr2 & (1 << 3)):
+        if uen:
+            m &= self._pmuacr
+        return m
+
+    def _icntr_fgt2_hides(self, el: int, field_mask: int, write: bool) -> bool:
+        """F0 controls are RAZ (reads) or ignored (writes) at EL0/EL1 when the matching FGT2
+        n-bit would trap (0 = trap), unless EL0 is the VHE host's (ARM §J1.3.1.100/101)."""
+        if not (self.icntr and self.fgt2 and el <= 1 and self.has_el2):
+            return False
+        if el == 0 and self.in_host:
+            return False
+        return not ((self._hdfgwtr2 if write else self._hdfgrtr2) & field_mask)
+
+    def _read_mask(self, el: int) -> int:
+        """GetPMUReadMask() (ARM §J1.3.1.100): reads of PMCNTEN*/PMINTEN*/PMOVS* (spec §8.2,
+        §8.6 nPMICFILTR)."""
+        m = self._access_mask(el)
+        if m & F0_BIT and self._icntr_fgt2_hides(el, 1 << 3, False):
+            m &= ~F0_BIT
+        return m
+
+    def _write_mask(self, el: int, write_counter: bool = False) -> int:
+        """GetPMUWriteMask() (ARM §J1.3.1.101): writes of PMCNTEN*/PMINTEN*/PMOVS* and PMZR
+        (``write_counter``).  At EL0 with UEN = 1, ER/CR/IR = 1 make the event counters /
+        cycle counter / instruction counter read-only, their control bits included
+        (spec §8.3); F0 follows FGT2 nPMICNTR (PMZR) or nPMICFILTR (the others, spec §8.6)."""
+        m = self._access_mask(el)
+        if el == 0 and self._p9 and (self._pmuserenr & _USERENR["UEN"]):
+            u = self._pmuserenr
+            if u & _USERENR["IR"]:
                 m &= ~F0_BIT
+            if u & _USERENR["CR"]:
+                m &= ~C_BIT
+            if u & _USERENR["ER"]:
+                m &= ~((1 << 31) - 1)
+        if m & F0_BIT and self._icntr_fgt2_hides(el, 1 << (2 if write_counter else 3), True):
+            m &= ~F0_BIT
         return m
 
     # ------------------------------------------------------------------ counting plan
@@ -837,12 +873,6 @@ class PE:
         return Access(Outcome.OK, self._do_read(reg))
 
     # ------------------------------------------------------------------ reads
-    def _el0_acr_mask(self) -> int:
-        """At EL0 with UEN = 1, bitmap registers see only PMUACR-enabled counters."""
-        if self._el == 0 and self._p9 and (self._pmuserenr & _USERENR["UEN"]):
-            return self._pmuacr
-        return ~0
-
     def _do_read(self, reg: RegDef) -> int:
         name = reg.name
         el = self._el
@@ -958,7 +988,7 @@ class PE:
         self._invalidate()
 
     def _bitmap_write(self, attr: str, value: int, set_: bool) -> None:
-        m = self._bitmap_mask(self._el) & self._el0_acr_mask() & value
+        m = self._write_mask(self._el) & value
         cur = getattr(self, attr)
         setattr(self, attr, (cur | m) if set_ else (cur & ~m))
 
@@ -993,8 +1023,9 @@ class PE:
             self.overflow_listener(self._ovs & ~before)
 
     def _write_pmzr(self, value: int) -> None:
-        """PMZR_EL0 (PMUv3p9): zero the counters named, masked like PMCNTEN writes."""
-        m = value & self._bitmap_mask(self._el) & self._el0_acr_mask()
+        """PMZR_EL0 (PMUv3p9): zero the counters named, masked by GetPMUWriteMask(TRUE) (spec §6
+        "Resets"; ARM §J1.3.1.101)."""
+        m = value & self._write_mask(self._el, write_counter=True)
         for i in range(self.num_counters):
             if (m >> i) & 1:
                 self._evcnt[i] = 0
@@ -1031,7 +1062,7 @@ class PE:
 
 def _bitmap_reader(attr: str) -> Callable[[PE, int], int]:
     def rd(pe: PE, el: int) -> int:
-        return int(getattr(pe, attr)) & pe._bitmap_mask(el) & pe._el0_acr_mask()
+        return int(getattr(pe, attr)) & pe._read_mask(el)
     return rd
 
 

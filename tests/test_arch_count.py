@@ -712,3 +712,18 @@ def test_unknown_reset_policy() -> None:
     pe = mk(policies=Policies(unknown_reset=0x1234))
     assert cnt(pe, 0) == 0x1234 and r(pe, "PMCCNTR_EL0") == 0x1234
     assert not r(pe, "PMCR_EL0") & E  # E resets to 0 whatever the policy (spec §3)
+
+
+@pytest.mark.parametrize("policy", ["applies", "ignored"])
+def test_chain_filter_policy(policy: str) -> None:
+    # spec §6 (ARM §D14.3): the PE may ignore the CHAIN counter's own filter
+    pe = mk(pmuver="V3P1", policies=Policies.from_mapping({"chain_filter": policy}))
+    program(pe, {0: INST, 1: FP | CHAIN})  # the odd counter filters EL1
+    w(pe, "PMEVCNTR0_EL0", M32)
+    pe.el = 1
+    pe.count({INST: 1})
+    assert cnt(pe, 1) == (1 if policy == "ignored" else 0)
+    w(pe, "PMCNTENCLR_EL0", 0b10)  # the enable still applies whatever the policy
+    w(pe, "PMEVCNTR0_EL0", M32)
+    pe.count({INST: 1})
+    assert cnt(pe, 1) == (1 if policy == "ignored" else 0)

@@ -14,6 +14,7 @@ from pmupart.arch.events import Event, event_name, event_number
 from pmupart.arch.features import PMUVer
 from pmupart.arch.pe import CYCLE_IDX, ICNTR_IDX, PE, Access, Outcome, PMUSnapshot
 from pmupart.arch.policy import (
+    ChainFilter,
     ChainStraddle,
     FreezeChain,
     NoFgtCounterAccess,
@@ -65,6 +66,7 @@ __all__ = [
     "PMUSERENR_EL0",
     "REGISTERS",
     "Access",
+    "ChainFilter",
     "ChainStraddle",
     "Core",
     "CoreCosts",

@@ -32,6 +32,7 @@ from pmupart.arch.cores import Core, get_core
 from pmupart.arch.events import BASE_EVENTS, GENERATED_EVENTS, Event, event_number
 from pmupart.arch.features import PMUVer
 from pmupart.arch.policy import (
+    ChainFilter,
     ChainStraddle,
     FreezeChain,
     NoFgtCounterAccess,
@@ -439,6 +440,7 @@ class PE:
         hpmd = el == 2 and self._p1 and bool(mdcr & _MDCR_HPMD) \
             and not self.policies.external_debug_enabled
         by_event: dict[int, list[int]] = {}
+        chain_ignores_filter = self.policies.chain_filter is ChainFilter.IGNORED
         evmask = 0xFFFF if self._p1 else 0x3FF
         for i in range(self.num_counters):
             r1 = i < hpmn
@@ -447,9 +449,11 @@ class PE:
             if r1 and hpmd:
                 continue
             t = self._evtyper[i]
-            if self._filtered(t, el):
-                continue
             ev = t & evmask
+            # The PE may ignore the filter of a counter counting CHAIN (spec §6, ARM §D14.3):
+            # policy chain_filter.
+            if self._filtered(t, el) and not (ev == _EV_CHAIN and chain_ignores_filter):
+                continue
             if ev == _EV_CHAIN:
                 # Only odd counters count CHAIN (spec §6); CHAIN is generated, not retired.
                 if i & 1:

@@ -32,6 +32,15 @@ class ChainStraddle(Enum):
     NO_COUNT = "no-count"  #: the CHAIN event is lost at the range boundary
 
 
+class ChainFilter(Enum):
+    """Whether an odd counter counting CHAIN applies its own PMEVTYPER filter (P/U/NSH) to the
+    CHAIN events (spec §6; ARM §D14.3: software should program it to count at every EL, and
+    the PE is permitted to ignore it)."""
+
+    APPLIES = "applies"  #: the filter applies, as CountPMUEvents() does (ARM §J1.3.1.93)
+    IGNORED = "ignored"  #: CHAIN events are counted whatever the odd counter's filter says
+
+
 class NoFgtCounterAccess(Enum):
     """EL0/EL1 access to counter n with HPMN <= n < N on a PE without FEAT_FGT (spec §8.2:
     UNDEFINED, RAZ/WI, NOP, an UNKNOWN accessible counter, or a trap to EL2)."""
@@ -83,6 +92,7 @@ class Policies:
 
     reserved_hpmn: ReservedHpmn = ReservedHpmn.CLAMP
     chain_straddle: ChainStraddle = ChainStraddle.COUNT
+    chain_filter: ChainFilter = ChainFilter.APPLIES
     no_fgt_counter_access: NoFgtCounterAccess = NoFgtCounterAccess.TRAP_EL2
     no_fgt_unimplemented: NoFgtUnimplementedAccess = NoFgtUnimplementedAccess.UNDEFINED
     unknown_readback: UnknownReadback = UnknownReadback.WRITTEN

@@ -184,6 +184,7 @@ class HostKernel:
         else:
             self.cpus[cpu].ctx.cpu_events.append(ev)
         self.events.append(ev)
+        self._invalidate_ctx()
         self.stats.perf_events_created += 1
         where = charge_cpu if charge_cpu is not None else (cpu if cpu != -1 else task.cpu
                                                            if task else None)
@@ -207,12 +208,17 @@ class HostKernel:
             self.cpus[ev.cpu].ctx.cpu_events.remove(ev)
         if ev.group_leader is not None and ev in ev.group_leader.siblings:
             ev.group_leader.siblings.remove(ev)
+        self._invalidate_ctx()
         self.stats.perf_events_released += 1
         where = charge_cpu if charge_cpu is not None else (
             ev.cpu if ev.cpu != -1 else (ev.task.cpu if ev.task else None))
         if where is not None:
             self.charge(where, self.costs.perf_event_release, "perf_event_release")
             self.resched(where)
+
+    def _invalidate_ctx(self) -> None:
+        for hc in self.cpus:
+            hc.ctx.invalidate()
 
     def perf_event_read(self, ev: PerfEvent) -> tuple[int, int, int]:
         """``perf_event_read_value``: bring times up to date, then (count, enabled, running)."""
@@ -270,13 +276,17 @@ class HostKernel:
                 self.stats.warnings.append(msg)
                 self.emit("pinned_error", cpu=cpu, event=leader)
         can_add_hw = True
+        waiting = False
+        mine = self.pmu_of_cpu(cpu)
         for leader in hc.ctx.flexible_order():
-            if leader.state is not EventState.INACTIVE or leader.pmu is not self.pmu_of_cpu(cpu):
+            if leader.state is not EventState.INACTIVE or leader.pmu is not mine:
                 continue
-            if not can_add_hw:
-                continue
-            if not self._group_in(cpu, leader):
+            if not can_add_hw or not self._group_in(cpu, leader):
                 can_add_hw = False
+                waiting = True
+        if waiting and not hc.ctx.rotate_necessary:
+            hc.next_rotation_ns = hc.now_ns + hc.mux_interval_ns  # hrtimer armed
+        hc.ctx.rotate_necessary = waiting
 
     def resched(self, cpu: int) -> None:
         """``ctx_resched``: everything out, then in again."""
@@ -293,6 +303,7 @@ class HostKernel:
         if old is not None:
             old.cpu = None
         hc.ctx.task = task
+        hc.ctx.invalidate()
         if task is not None:
             task.cpu = cpu
             hc.ctx.mark(hc.now_ns, [e for e in task.events if e.group_leader is None])
@@ -334,7 +345,7 @@ class HostKernel:
         """``perf_rotate_context``: on the mux timer, rotate flexible groups if any waits."""
         hc = self.cpus[cpu]
         hc.next_rotation_ns = hc.now_ns + hc.mux_interval_ns
-        if not any(e.state is EventState.INACTIVE for e in hc.ctx.flexible_order()):
+        if not hc.ctx.rotate_necessary:
             return
         self.sched_out(cpu, flexible_only=True)
         hc.ctx.rotate()
@@ -382,7 +393,7 @@ class HostKernel:
         while rem:
             pe.el = el
             limit = None
-            if hc.ctx.flexible_order() and _CYC in rem:
+            if hc.ctx.rotate_necessary and _CYC in rem:
                 limit = hc.cycles_until(hc.next_rotation_ns)
             part, rest = _split_at_overflow(pe, rem, limit)
             pe.count(cast("Mapping[str | int, int]", part))
@@ -392,7 +403,7 @@ class HostKernel:
                 self.handle_irq(cpu)
                 if on_irq is not None:
                     on_irq()  # KVM injects at the next entry, before the rest of the block
-            if hc.now_ns >= hc.next_rotation_ns:
+            if hc.ctx.rotate_necessary and hc.now_ns >= hc.next_rotation_ns:
                 self.rotate(cpu)
             rem = rest
             guard += 1

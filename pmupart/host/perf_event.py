@@ -138,13 +138,26 @@ class PerfContext:
         self.now_ns = 0
         self.rotations = 0
         self._flex_order: list[PerfEvent] = []
+        self._leaders: list[PerfEvent] | None = None
+        self._flex_valid = False
+        #: a flexible group waits for a counter: the mux timer must rotate
+        #: (``ctx->rotate_necessary``)
+        self.rotate_necessary = False
+
+    def invalidate(self) -> None:
+        """Events were added or removed, or the task changed: recompute the lists."""
+        self._leaders = None
+        self._flex_valid = False
 
     def leaders(self) -> list[PerfEvent]:
+        if self._leaders is not None:
+            return self._leaders
         evs = [e for e in self.cpu_events if e.group_leader is None]
         if self.task is not None:
             evs += [e for e in self.task.events if e.group_leader is None
                     and (e.cpu in (-1, self.cpu)) and self.cpu in e.pmu.cpus]
-        return [e for e in evs if e.state is not EventState.DEAD]
+        self._leaders = [e for e in evs if e.state is not EventState.DEAD]
+        return self._leaders
 
     def update_times(self, now_ns: int) -> None:
         """``update_context_time`` + ``perf_event_update_time``: enabled time accrues while the
@@ -170,12 +183,15 @@ class PerfContext:
 
     def flexible_order(self) -> list[PerfEvent]:
         """Flexible group leaders in rotation order (new ones join at the end)."""
+        if self._flex_valid:
+            return self._flex_order
         cur = [e for e in self.leaders() if not e.attr.pinned]
         cur_ids = {id(e) for e in cur}
         order = [e for e in self._flex_order if id(e) in cur_ids]
         seen = {id(e) for e in order}
         order += [e for e in cur if id(e) not in seen]
         self._flex_order = order
+        self._flex_valid = True
         return order
 
     def rotate(self) -> bool:

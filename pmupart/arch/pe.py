@@ -554,6 +554,9 @@ class PE:
             frozen |= plan.r2_frz
         incs = plan.incs
         cnt = self._evcnt
+        cyc_on = plan.cycle and not cyc_frozen
+        cyc64 = plan.cycle64
+        icnt_on = plan.icnt and not icnt_frozen
         chains: dict[int, int] | None = None
         for ev, n in events.items():
             if type(ev) is not int:
@@ -581,15 +584,15 @@ class PE:
                             chains[chain] = chains.get(chain, 0) + wraps
             elif ev in GENERATED_EVENTS:
                 self._bad_generated(ev)
-            if ev == _EV_CPU_CYCLES and plan.cycle and not cyc_frozen:
-                if plan.cycle64:
+            if ev == _EV_CPU_CYCLES and cyc_on:
+                if cyc64:
                     new = self._ccnt + n
                     self._ccnt = new & M64
                     if new >> 64:
                         ovs |= C_BIT
                 else:
                     ovs = self._add_cycles(n, ovs)
-            elif ev == _EV_INST_RETIRED and plan.icnt and not icnt_frozen:
+            elif ev == _EV_INST_RETIRED and icnt_on:
                 new = self._icnt + n
                 self._icnt = new & M64
                 if new >> 64:

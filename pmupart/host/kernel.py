@@ -95,6 +95,7 @@ class HostCpu:
         self.loaded_vcpu: object | None = None
         self.el2_cycles = 0
         self.party = "host"  #: who EL2 work on this CPU is done for (the loaded VM, or host)
+        self.pending_el2 = 0  #: EL2 cycles charged but not yet retired on the PE
 
     @property
     def freq_mhz(self) -> int:
@@ -223,6 +224,7 @@ class HostKernel:
     def perf_event_read(self, ev: PerfEvent) -> tuple[int, int, int]:
         """``perf_event_read_value``: bring times up to date, then (count, enabled, running)."""
         for c in self._cpus_for(ev.leader):
+            self.flush(c)
             self.cpus[c].ctx.update_times(self.cpus[c].now_ns)
         return ev.read_value()
 
@@ -248,6 +250,7 @@ class HostKernel:
         return True
 
     def sched_out(self, cpu: int, flexible_only: bool = False) -> None:
+        self.flush(cpu)
         hc = self.cpus[cpu]
         hc.ctx.update_times(hc.now_ns)
         for leader in hc.ctx.leaders():
@@ -356,23 +359,39 @@ class HostKernel:
 
     # ------------------------------------------------------------------ work and time
     def charge(self, cpu: int, cycles: int, reason: str) -> None:
-        """Spend ``cycles`` at EL2 on ``cpu`` (host kernel / KVM work): host counters that
-        count EL2 see them; the CPU's clock advances."""
+        """Spend ``cycles`` at EL2 on ``cpu`` (host kernel / KVM work): the CPU's clock
+        advances now; the PE retires the EL2 work (so host counters that count EL2 see it)
+        at the next :meth:`flush`, which every reader of counters and every block of work
+        does first: one EL2 block per kernel operation rather than one per step of it."""
         if cycles <= 0:
             return
         hc = self.cpus[cpu]
+        before = hc.now_ns
+        hc.advance_cycles(cycles)
+        hc.el2_cycles += cycles
+        hc.pending_el2 += cycles
+        self.stats.el2_cycles[reason] += cycles
+        self.stats.el2_ns[(hc.party, reason)] += hc.now_ns - before
+
+    def flush(self, cpu: int) -> None:
+        """Retire the EL2 work charged on ``cpu`` since the last flush."""
+        hc = self.cpus[cpu]
+        cycles = hc.pending_el2
+        if not cycles:
+            return
+        hc.pending_el2 = 0
         pe = hc.pe
         inst = max(1, int(cycles / hc.core.cpi))
         with pe.at_el(2):
             pe.count({_CYC: cycles, _INST: inst})
-        before = hc.now_ns
-        hc.advance_cycles(cycles)
-        hc.el2_cycles += cycles
-        self.stats.el2_cycles[reason] += cycles
-        self.stats.el2_ns[(hc.party, reason)] += hc.now_ns - before
+
+    def flush_all(self) -> None:
+        for hc in self.cpus:
+            self.flush(hc.id)
 
     def advance_idle(self, cpu: int, ns: int) -> None:
         """Let ``ns`` pass with the CPU idle (WFI: no events)."""
+        self.flush(cpu)
         self.cpus[cpu].now_ns += ns
 
     def retire(self, cpu: int, el: int, events: EventCounts,
@@ -390,6 +409,11 @@ class HostKernel:
                 rem[n] = rem.get(n, 0) + v
         old_el = pe.el
         guard = 0
+        self.flush(cpu)
+        if pe.pmuirq:
+            self.handle_irq(cpu)
+            if on_irq is not None:
+                on_irq()
         while rem:
             pe.el = el
             limit = None
@@ -399,6 +423,7 @@ class HostKernel:
             pe.count(cast("Mapping[str | int, int]", part))
             hc.advance_cycles(part.get(_CYC, 0))
             pe.el = old_el
+            self.flush(cpu)
             if pe.pmuirq:
                 self.handle_irq(cpu)
                 if on_irq is not None:
@@ -417,6 +442,7 @@ class HostKernel:
         masked by leaving it pending for KVM."""
         hc = self.cpus[cpu]
         self.stats.pmu_irqs += 1
+        self.flush(cpu)
         self.charge(cpu, self.costs.pmu_irq, "pmu_irq")
         n = self.pmu_of_cpu(cpu).armv8pmu_handle_irq(cpu)
         if n:

@@ -133,6 +133,7 @@ class GuestCpu:
 
     def _access(self, reg: RegDef, write: bool, value: int) -> Access:
         pe = self._pe
+        self._host.flush(self.cpu)  # EL2 work before this access has happened
         for _ in range(3):
             if reg.name in _ID_REGS:
                 acc = self._id_reg(reg, write)

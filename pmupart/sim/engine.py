@@ -177,6 +177,7 @@ class Engine:
         for r in self.rqs:
             self._switch_out(r)
         self._finish_drivers()
+        self.host.flush_all()
 
     def _step(self, cpu: int, barrier: int) -> None:
         """Run ``cpu`` from its now to its next decision point (<= barrier)."""

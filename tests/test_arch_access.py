@@ -139,6 +139,7 @@ def sweep(N: int, fgt: bool, pol_acc: NoFgtCounterAccess,
 
 @pytest.mark.parametrize("N", range(32))
 def test_sweep_with_fgt(N: int) -> None:
+    """spec §1, §3 (PMCR_EL0.N), §8.1 steps 1/f, §8.2 (FEAT_FGT: trap to EL2 / UNDEFINED)."""
     sweep(N, True, NoFgtCounterAccess.TRAP_EL2, NoFgtUnimplementedAccess.UNDEFINED)
 
 
@@ -147,12 +148,14 @@ def test_sweep_with_fgt(N: int) -> None:
 @pytest.mark.parametrize("N", [0, 1, 2, 5, 6, 7, 20, 30, 31])
 def test_sweep_without_fgt(N: int, pol_acc: NoFgtCounterAccess,
                            pol_unimpl: NoFgtUnimplementedAccess) -> None:
+    """spec §8.2 without FEAT_FGT: each CONSTRAINED UNPREDICTABLE choice as a policy."""
     sweep(N, False, pol_acc, pol_unimpl)
 
 
 @pytest.mark.parametrize("N", range(32))
 def test_sweep_without_fgt_default_policies(N: int) -> None:
     # Every N without FGT under the default policies (a trap to EL2, UNDEFINED above N).
+    """spec §8.2 without FEAT_FGT, default policies, every N."""
     p = Policies()
     sweep(N, False, p.no_fgt_counter_access, p.no_fgt_unimplemented)
 
@@ -177,6 +180,7 @@ def test_raz_wi_counter_keeps_its_value() -> None:
 ])
 def test_reserved_hpmn_policies(hpmn: int, policy: str, eff: int) -> None:
     # HPMN = 0 without FEAT_HPMN0, or HPMN > N: CONSTRAINED UNPREDICTABLE, a named policy.
+    """spec §9, §1 EffectiveHPMN (ARM §J1.3.1.95): reserved HPMN values."""
     pe = PE(6, "V3P5", fgt=True, policies=Policies.from_mapping({"reserved_hpmn": policy}))
     set_hpmn(pe, hpmn)
     assert pe.hpmn_constrained_unpredictable
@@ -197,6 +201,7 @@ def test_hpmn_zero_with_hpmn0_is_legal() -> None:
 
 
 def test_no_el2_means_all_counters_accessible() -> None:
+    """spec §1: without EL2, hpmn = N; spec §2: MDCR_EL2 absent."""
     pe = PE(6, "V3P1", el2=False)
     assert pe.hpmn == 6 and pe.accessible(0) == 6
     assert pe.read("MDCR_EL2").outcome is UNDEF
@@ -205,6 +210,7 @@ def test_no_el2_means_all_counters_accessible() -> None:
 
 
 def test_policy_from_mapping_errors() -> None:
+    """DESIGN.md decision 3: policies are named; bad names are misuse."""
     with pytest.raises(ValueError, match=r"unknown policy 'nope'"):
         Policies.from_mapping({"nope": 1})
     with pytest.raises(ValueError, match=r"policy reserved_hpmn must be one of"):
@@ -253,6 +259,7 @@ def test_pmuserenr_gating_at_el0(name: str, rd: set[int] | None, wr: set[int] | 
 
 
 def test_el0_always_undefined() -> None:
+    """spec §4 (PMUSERENR writes, PMINTEN* UNDEFINED at EL0), §2 (MDCR_EL2), §8.3."""
     pe = mk(6)
     el2(pe, "PMUSERENR_EL0", EN | SW | CR | ER)
     pe.el = 0
@@ -495,6 +502,7 @@ def test_fgt2_traps_icntr_registers() -> None:
 @pytest.mark.parametrize("name", ["MDCR_EL2", "HCR_EL2", "HDFGRTR_EL2", "HDFGWTR_EL2",
                                   "HDFGRTR2_EL2", "HDFGWTR2_EL2"])
 def test_el2_registers_undefined_below_el2(name: str) -> None:
+    """spec §2 (MDCR_EL2 accessor), §8.5/§8.6 (FGT registers are EL2's)."""
     pe = mk(6, fgt2=True)
     el2(pe, "PMUSERENR_EL0", EN)
     for el in (0, 1):
@@ -533,6 +541,7 @@ def test_absent_feature_registers_undefined(name: str, kw: dict[str, object],
 
 
 def test_ro_wo_directions_undefined() -> None:
+    """spec §4 (PMCEID RO, PMSWINC/PMZR WO), §8.1 accessors."""
     pe = mk(6, pmuver="V3P9")
     pe.el = 1
     assert pe.write("PMCEID0_EL0", 0).outcome is UNDEF
@@ -571,6 +580,7 @@ def test_pmceid_advertises_implemented_events() -> None:
 # ---------------------------------------------------------------- misuse (library errors)
 
 def test_misuse_raises_value_error() -> None:
+    """DESIGN.md decision 2 / issue 2: misuse raises, naming the thing and the rule."""
     pe = PE(6)
     with pytest.raises(ValueError, match=r"unknown system register 'PMCR_EL1'.*PMCR_EL0"):
         pe.read("PMCR_EL1")
@@ -645,6 +655,7 @@ def _icntr_pe() -> PE:
 
 def test_f0_hidden_at_el0_without_uen() -> None:
     # GetPMUAccessMask: the instruction counter's bit is accessible at EL0 only with UEN = 1
+    """spec §8.3; GetPMUAccessMask (ARM §J1.3.1.98)."""
     pe = _icntr_pe()
     el2(pe, "PMCNTENSET_EL0", F0 | 1)
     el2(pe, "PMUSERENR_EL0", EN)
@@ -679,6 +690,7 @@ def test_uen_read_only_bits_cover_the_controls(bit: int, ctl: int) -> None:
 def test_fgt2_write_mask_for_f0() -> None:
     # GetPMUWriteMask: F0 controls ignore writes when a write of PMICFILTR would trap
     # (HDFGWTR2.nPMICFILTR = 0); PMZR's F0 follows nPMICNTR; reads follow HDFGRTR2
+    """spec §8.6 nPMICFILTR/nPMICNTR; GetPMUReadMask/WriteMask (ARM §J1.3.1.100/101)."""
     pe = _icntr_pe()
     el2(pe, "HDFGWTR2_EL2", (1 << 4) | (1 << 21) | (1 << 2))  # nPMICFILTR = 0 for writes
     pe.el = 1

@@ -56,6 +56,7 @@ DECODES = {
 
 @pytest.mark.parametrize("name", sorted(DECODES))
 def test_decode_golden(request: pytest.FixtureRequest, name: str) -> None:
+    """spec §2-§5 field layouts, as printed by `pmupart decode`."""
     code, out, err = invoke(*DECODES[name])
     assert code == 0, err
     check_golden(request, name, out)
@@ -63,6 +64,7 @@ def test_decode_golden(request: pytest.FixtureRequest, name: str) -> None:
 
 def test_decode_content_follows_the_spec() -> None:
     # independent of the golden files: what the first line and the range line must say
+    """spec §2 (MDCR_EL2), §9 (CONSTRAINED UNPREDICTABLE HPMN), §5.6 filters."""
     _, out, _ = invoke(*DECODES["decode_mdcr_a76.txt"])
     first = out.splitlines()[0]
     assert first == "MDCR_EL2 (S3_4_C1_C1_1) = 0x20084: HPMD|HPME|HPMN=4"
@@ -78,12 +80,14 @@ def test_decode_content_follows_the_spec() -> None:
 
 
 def test_cores_golden(request: pytest.FixtureRequest) -> None:
+    """spec cores.md via the catalogue; UNCONFIRMED values shown as such (issue 2)."""
     code, out, err = invoke("cores")
     assert code == 0, err
     check_golden(request, "cores.txt", out)
 
 
 def test_cores_json_is_consistent_with_the_table() -> None:
+    """issue 2 core catalogue: perf names, N in 0..31 (spec §1)."""
     code, out, _ = invoke("cores", "--json")
     assert code == 0
     rows = json.loads(out)
@@ -108,6 +112,7 @@ def test_cores_json_is_consistent_with_the_table() -> None:
     (["decode", "MDCR_EL2"], r"Missing argument 'VALUE'"),
 ])
 def test_cli_errors_exit_2(args: list[str], pattern: str) -> None:
+    """issue 2 CLI: bad input exits 2 with a clear message."""
     code, out, err = invoke(*args)
     assert code == 2
     assert out == ""

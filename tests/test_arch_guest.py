@@ -228,6 +228,7 @@ def run(prog: Callable[[Guest], object], n: int, hpmn: int | None,
 @pytest.mark.parametrize("pmuver", ["V3P1", "V3P5"])
 @pytest.mark.parametrize(("n", "hpmn"), [(6, None), (6, 4), (6, 3), (20, 2), (31, 30)])
 def test_counting_loop(n: int, hpmn: int | None, pmuver: str) -> None:
+    """spec §3 (PMCR.P/C/E), §5 (enables, filters), §8.2 (host range)."""
     out, _, _ = run(counting_loop, n, hpmn, pmuver)
     assert out == {"inst": 10_000, "mem": 3_000, "cycles": 15_000}
 
@@ -244,12 +245,14 @@ def test_sw_increments(n: int, hpmn: int | None) -> None:
 @pytest.mark.parametrize("pmuver", ["V3P1", "V3P5"])
 @pytest.mark.parametrize(("n", "hpmn"), [(6, None), (6, 4), (6, 2), (31, 2)])
 def test_chained_counter(n: int, hpmn: int | None, pmuver: str) -> None:
+    """spec §6 CHAIN across a guest-owned pair; host range undisturbed (§8.2)."""
     out, _, _ = run(chained_counter, n, hpmn, pmuver)
     assert out == (M32 - 99) + 3 * (1 << 32) + 250
 
 
 @pytest.mark.parametrize(("n", "hpmn"), [(6, None), (6, 4), (6, 1)])
 def test_overflow_handler(n: int, hpmn: int | None) -> None:
+    """spec §7: PMUIRQ level, cleared through PMOVSCLR."""
     out, pe, _ = run(overflow_handler, n, hpmn)
     assert out == ["irq=False", "irq=True", "ovs=0x1", "irq=False"]
     assert not pe.pmuirq
@@ -257,6 +260,7 @@ def test_overflow_handler(n: int, hpmn: int | None) -> None:
 
 @pytest.mark.parametrize(("n", "hpmn"), [(6, None), (6, 4), (6, 3), (6, 1), (31, 7)])
 def test_hostile_guest_cannot_touch_host_range(n: int, hpmn: int | None) -> None:
+    """spec §3 (PMCR.P from EL1), §5.3 (HPMD), §6 (PMSWINC mask), §8.2."""
     _, pe, _ = run(hostile, n, hpmn)  # run() checks the host range
     s = pe.snapshot()
     h = hpmn if hpmn is not None else n

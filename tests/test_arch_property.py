@@ -204,6 +204,7 @@ def state(pe: PE) -> tuple[list[int], int, int]:
 @settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_count_matches_per_event_reference(sc: tuple[Ref, list[tuple[str, int, object]]]) -> None:
+    """spec §5-§6: arithmetic counting equals one-event-at-a-time counting."""
     ref, steps = sc
     pe = build_pe(ref)
     assert state(pe) == (ref.ctr, ref.ovs, ref.ccnt)
@@ -225,6 +226,7 @@ def test_count_matches_per_event_reference(sc: tuple[Ref, list[tuple[str, int, o
 def test_big_blocks_chain_exactly(start: int, k: int, p5: bool) -> None:
     # One block overflowing a 32-bit counter many times: the odd counter's CHAIN count is the
     # number of carries out of bit 31, and the flag is set iff there was at least one.
+    """spec §6: one CHAIN per carry out of bit 31; flags from carries."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pe = PE(2, "V3P5" if p5 else "V3P1")

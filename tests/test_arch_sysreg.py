@@ -43,6 +43,7 @@ def _bad(text: str, line: int, pattern: str) -> None:
 # ---------------------------------------------------------------- loader validation
 
 def test_good_table_parses() -> None:
+    """issue 2 / style §1.10: the table grammar."""
     (r,) = parse_table(GOOD, "t.txt")
     assert r.name == "FOO_EL1" and r.encoding == (3, 0, 9, 14, 1)
     assert [f.name for f in r.named_fields()] == ["A", "B", "C"]
@@ -50,51 +51,61 @@ def test_good_table_parses() -> None:
 
 
 def test_loader_rejects_overlapping_fields() -> None:
+    """style §1.10 generator rules: no overlap (file:line)."""
     text = GOOD.replace("Field 3 B", "Field 4 B")  # overlaps A (7:4)
     _bad(text, 4, r"starts at bit 4, not 3")
 
 
 def test_loader_rejects_gaps() -> None:
+    """style §1.10 generator rules: no gap."""
     text = GOOD.replace("Field 3 B\n", "")  # bit 3 left out
     _bad(text, 4, r"starts at bit 2, not 3")
 
 
 def test_loader_rejects_unspecified_low_bits() -> None:
+    """style §1.10: fields cover 63..0."""
     text = GOOD.replace("Field 1:0 C\n", "")
     _bad(text, 6, r"bits 1:0 unspecified")
 
 
 @pytest.mark.parametrize("bits", ["64", "64:60", "3:5", "x"])
 def test_loader_rejects_bits_outside_0_63(bits: str) -> None:
+    """style §1.10: bits within 0..63."""
     text = GOOD.replace("Res0 63:8", f"Res0 {bits}")
     _bad(text, 2, r"bit range")
 
 
 def test_loader_rejects_enum_value_that_does_not_fit() -> None:
+    """style §1.10: enum values fit their field."""
     text = GOOD.replace("Field 7:4 A\n", "Enum 7:4 A\n  0b0001 ONE\n  0b10000 TOO_BIG\nEndEnum\n")
     _bad(text, 5, r"enum value 0b10000 of A does not fit in 4 bits")
 
 
 def test_loader_rejects_missing_endsysreg_before_next_register() -> None:
+    """style §1.10: block nesting."""
     text = GOOD.replace("EndSysreg\n", "") + GOOD.replace("FOO_EL1 3 0 9 14 1", "BAR 3 0 9 14 2")
     _bad(text, 7, r"missing EndSysreg")
 
 
 def test_loader_rejects_missing_endsysreg_at_end_of_file() -> None:
+    """style §1.10: block nesting."""
     _bad(GOOD.replace("EndSysreg\n", ""), 1, r"FOO_EL1: missing EndSysreg")
 
 
 def test_loader_rejects_duplicate_encodings() -> None:
+    """DESIGN.md decision 1: one register per encoding."""
     text = GOOD + GOOD.replace("FOO_EL1", "BAR_EL1")
     _bad(text, 8, r"BAR_EL1 has the encoding of FOO_EL1 \(S3_0_C9_C14_1\)")
 
 
 def test_loader_rejects_duplicate_names() -> None:
+    """DESIGN.md decision 1: registers defined once."""
     text = GOOD + GOOD.replace("14 1", "14 2")
     _bad(text, 8, r"FOO_EL1 defined twice")
 
 
 def test_loader_rejects_duplicate_field_names() -> None:
+    """style §1.10: field names unique in a register."""
     text = GOOD.replace("Field 3 B", "Field 3 A")
     _bad(text, 4, r"field A defined twice")
 
@@ -102,24 +113,29 @@ def test_loader_rejects_duplicate_field_names() -> None:
 @pytest.mark.parametrize("enc", ["4 0 9 14 1", "3 8 9 14 1", "3 0 16 14 1", "3 0 9 14 8"])
 def test_loader_rejects_encodings_out_of_range(enc: str) -> None:
     # op0 is 2 bits, op1/op2 3 bits, CRn/CRm 4 bits.
+    """spec §4 encodings: op0 2 bits, op1/op2 3 bits, CRn/CRm 4 bits."""
     _bad(GOOD.replace("3 0 9 14 1", enc), 1, r"out of range")
 
 
 def test_loader_rejects_unknown_directive_and_option() -> None:
+    """style §1.10: the table grammar is closed."""
     _bad(GOOD.replace("Res1 2", "Bogus 2"), 5, r"unknown directive 'Bogus'")
     _bad(GOOD.replace("Field 3 B", "Field 3 B XX"), 4, r"unknown field option 'XX'")
 
 
 def test_loader_rejects_field_outside_block() -> None:
+    """style §1.10: block nesting."""
     _bad("Field 3 B\n", 1, r"outside a Sysreg block")
 
 
 def test_family_needs_index() -> None:
+    """spec §4: <n> families carry their n range."""
     text = GOOD.replace("FOO_EL1", "FOO<n>_EL1")
     _bad(text, 1, r"needs 'Index lo hi'")
 
 
 def test_family_expands_with_encodings() -> None:
+    """spec §4: n = CRm[1:0]:op2 encoding of <n> families."""
     text = GOOD.replace("FOO_EL1 3 0 9 14 1", "FOO<n>_EL1 3 3 14 8+n/8 n%8").replace(
         "Res0 63:8", "Index 0 9\nRes0 63:8")
     regs = parse_table(text, "t.txt")
@@ -201,6 +217,7 @@ def test_counter_family_encodings(n: int) -> None:
     ("HDFGRTR2_EL2", "nPMUACR_EL1", 4, 4), ("HDFGWTR2_EL2", "nPMZR_EL0", 21, 21),
 ])
 def test_field_positions_match_spec(reg: str, field: str, msb: int, lsb: int) -> None:
+    """spec §2, §3, §4, §8.5, §8.6 layout tables."""
     f = lookup(reg).field(field)
     assert (f.msb, f.lsb) == (msb, lsb)
 
@@ -216,6 +233,7 @@ def test_fgt_read_register_has_no_write_only_fields() -> None:
 # ---------------------------------------------------------------- lookup
 
 def test_lookup_is_case_insensitive_and_accepts_generic_names() -> None:
+    """DESIGN.md decision 1: lookup by name and by encoding."""
     assert lookup("mdcr_el2") is BY_NAME["MDCR_EL2"]
     assert lookup("S3_4_C1_C1_1") is BY_NAME["MDCR_EL2"]
     assert lookup(" pmevcntr30_el0 ").index == 30
@@ -233,12 +251,14 @@ def test_lookup_unknown_name_suggests() -> None:
 
 
 def test_lookup_encoding_unknown_is_none() -> None:
+    """DESIGN.md decision 1: lookup by encoding."""
     assert lookup_encoding(3, 7, 15, 15, 7) is None
 
 
 # ---------------------------------------------------------------- views and decode
 
 def test_view_fields_and_replace() -> None:
+    """issue 2: immutable field views (MDCR_EL2(v).HPMN, .replace)."""
     v = MDCR_EL2((1 << 17) | (1 << 7) | 4)
     assert (v.HPMN, v.HPME, v.HPMD, v.TPM) == (4, 1, 1, 0)
     w = v.replace(HPMN=3, TPM=True)
@@ -249,12 +269,14 @@ def test_view_fields_and_replace() -> None:
 
 
 def test_view_is_immutable() -> None:
+    """issue 2: field views are immutable."""
     v = PMCR_EL0(1)
     with pytest.raises(AttributeError, match=r"immutable"):
         v.E = 0  # type: ignore[misc]
 
 
 def test_replace_errors() -> None:
+    """issue 2: misuse names the field, its width and the value."""
     v = MDCR_EL2(0)
     with pytest.raises(ValueError, match=r"MDCR_EL2.HPMN is 5 bits wide \(0..31\), not 32"):
         v.replace(HPMN=32)
@@ -267,6 +289,7 @@ def test_replace_errors() -> None:
 
 
 def test_view_rejects_values_wider_than_64_bits() -> None:
+    """issue 2: a value wider than the register is misuse."""
     with pytest.raises(ValueError, match=r"must fit in 64 bits"):
         MDCR_EL2(1 << 64)
     with pytest.raises(ValueError, match=r"non-negative"):
@@ -275,6 +298,7 @@ def test_view_rejects_values_wider_than_64_bits() -> None:
 
 def test_decode_text() -> None:
     # most significant field first; single bits by name, wide fields NAME=v
+    """issue 2 / style §1.10: decode to 'HPME|HPMD|HPMN=4', unknown bits in hex."""
     assert decode("MDCR_EL2", (1 << 17) | (1 << 7) | 4) == "HPMD|HPME|HPMN=4"
     assert decode("MDCR_EL2", 0) == "0"
     # unknown (not modelled) bits in hex

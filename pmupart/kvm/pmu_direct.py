@@ -276,7 +276,9 @@ class PartitionedPmu(VcpuPmu):
                 assert cpu is not None
                 self.load(cpu)
                 if self.hw_cpu is not None:
-                    return RETRY
+                    # The same exit then performs the access with the partitioned accessors
+                    # (v7 08/20, 14/20): one exit, not a second trap on re-execution.
+                    return self._hw_access(reg, write, value, el)
             return self._virtual(reg, write, value, el)
         if self.hw_cpu is None:
             return self._virtual(reg, write, value, el)

@@ -390,9 +390,16 @@ class HostKernel:
             self.flush(hc.id)
 
     def advance_idle(self, cpu: int, ns: int) -> None:
-        """Let ``ns`` pass with the CPU idle (WFI: no events)."""
+        """Let ``ns`` pass with the CPU idle (WFI: no events).  The mux hrtimer still fires
+        on an idle CPU while a flexible group waits (``perf_mux_hrtimer_handler``)."""
         self.flush(cpu)
-        self.cpus[cpu].now_ns += ns
+        hc = self.cpus[cpu]
+        end = hc.now_ns + ns
+        while hc.ctx.rotate_necessary and hc.next_rotation_ns < end:
+            hc.now_ns = max(hc.now_ns, hc.next_rotation_ns)
+            self.rotate(cpu)
+            self.flush(cpu)
+        hc.now_ns = max(hc.now_ns, end)
 
     def retire(self, cpu: int, el: int, events: EventCounts,
                on_irq: Callable[[], None] | None = None) -> None:

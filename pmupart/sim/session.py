@@ -31,7 +31,8 @@ _IDLE = Workload("idle")
 
 @dataclass
 class HostEventResult:
-    """One host event summed over the CPUs of one PMU (a ``perf stat`` row)."""
+    """One host event over the CPUs (or tasks) of one PMU (a ``perf stat`` row); ``count``
+    and the times are raw sums, ``readings`` the per-CPU ones perf scales one by one."""
 
     event: str
     pmu: str
@@ -39,6 +40,20 @@ class HostEventResult:
     time_enabled: int
     time_running: int
     samples: int
+    readings: list[tuple[int, int, int, int | None]] = field(default_factory=list)
+
+    @property
+    def scaled(self) -> int | None:
+        """What perf prints: each reading scaled by enabled/running, then summed; None
+        (``<not counted>``) if a per-CPU reading never ran."""
+        tot = 0
+        for c, e, r, cpu in self.readings:
+            if r == 0 or e == 0:
+                if cpu is not None:
+                    return None
+                continue
+            tot += c if r >= e else c * e // r
+        return tot
 
 
 @dataclass
@@ -159,9 +174,12 @@ class HostPerfSession:
             key = (ev, pmu)
             r = rows.get(key)
             name = event_name(ev).lower()
+            reading = (count, ena, run, e.cpu if e.cpu != -1 else None)
             if r is None:
-                rows[key] = HostEventResult(name, pmu, count, ena, run, e.nr_samples)
+                rows[key] = HostEventResult(name, pmu, count, ena, run, e.nr_samples,
+                                            [reading])
             else:
+                r.readings.append(reading)
                 r.count += count
                 r.time_enabled += ena
                 r.time_running += run

@@ -11,7 +11,14 @@ import json
 from typing import Any, Literal
 
 from pmupart.host.perf_event import EventState
-from pmupart.report.perfstat import CounterResult, StatReport, Target, format_report
+from pmupart.report.perfstat import (
+    CounterResult,
+    Reading,
+    StatReport,
+    Target,
+    aggregate,
+    format_report,
+)
 from pmupart.report.tables import (
     OverheadReport,
     PartyTime,
@@ -42,7 +49,8 @@ def guest_reports(r: RunResult) -> list[tuple[str, str, StatReport]]:
 def host_reports(r: RunResult) -> list[tuple[str, StatReport]]:
     out = []
     for sess, rows in r.host:
-        res = tuple(CounterResult(h.event, h.pmu, h.count, h.time_enabled, h.time_running)
+        res = tuple(aggregate(h.event, h.pmu, [Reading(c, e, r_, cpu)
+                                               for c, e, r_, cpu in h.readings])
                     for h in rows)
         tgt = Target.system_wide() if sess.scope == "system" else \
             Target.pid(sess.scope.split(":", 1)[1])

@@ -13,26 +13,19 @@ from pmupart.errors import PmupartError
 
 
 def parse_duration(text: str) -> int:
-    """``2s``, ``250ms``, ``10us``, ``5000ns`` -> nanoseconds."""
-    t = text.strip().lower()
-    for unit, mul in (("ns", 1), ("us", 10**3), ("ms", 10**6), ("s", 10**9)):
-        if t.endswith(unit):
-            num = t[: -len(unit)]
-            try:
-                v = float(num)
-            except ValueError:
-                break
-            if v < 0:
-                break
-            return int(v * mul)
-    raise ValueError(f"a duration must be a number with ns/us/ms/s, like 2s or 250ms, not "
-                     f"{text!r}")
+    """``2s``, ``250ms``, ``10us``, ``5000ns`` -> nanoseconds (the scenario format's rule)."""
+    from pmupart.scenario.loader import parse_duration as _parse
+
+    return _parse(text)
 
 
 @click.command("run")
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
 @click.option("--duration", default=None, help="Override the simulated duration (2s, 250ms).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a scenario field: kvm.hpmn_source=vm-pmu, vm[0].nr_counters=2 "
+                   "(repeatable; see docs/scenario.md).")
 @click.option("-x", "--field-separator", "sep", default=None,
               help="CSV output with this separator, as perf stat -x.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
@@ -42,7 +35,8 @@ def parse_duration(text: str) -> int:
               help="Draw counter ownership and counted-vs-true events to a PNG.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: only on a terminal).")
-def run(scenario: str, seed: int | None, duration: str | None, sep: str | None,
+def run(scenario: str, seed: int | None, duration: str | None, overrides: tuple[str, ...],
+        sep: str | None,
         as_json: bool, trace: str | None, plot: str | None, progress: bool | None) -> None:
     """Run SCENARIO (a TOML file, see docs/scenario.md) and print perf-stat output per VM and
     for the host, the overhead tables and the checker's verdict.
@@ -56,7 +50,7 @@ def run(scenario: str, seed: int | None, duration: str | None, sep: str | None,
     from pmupart.sim.summary import render
 
     try:
-        spec = load_scenario(scenario)
+        spec = load_scenario(scenario, overrides=overrides)
         if seed is not None:
             spec = dataclasses.replace(spec, seed=seed)
         if duration is not None:

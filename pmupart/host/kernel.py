@@ -382,8 +382,12 @@ class HostKernel:
         hc.pending_el2 = 0
         pe = hc.pe
         inst = max(1, int(cycles / hc.core.cpi))
+        if self.listeners:  # the checker compares counters around EL2 work (pmupart.check)
+            self.emit("el2_begin", cpu=cpu, cycles=cycles, inst=inst, party=hc.party)
         with pe.at_el(2):
             pe.count({_CYC: cycles, _INST: inst})
+        if self.listeners:
+            self.emit("el2_end", cpu=cpu, cycles=cycles, inst=inst, party=hc.party)
 
     def flush_all(self) -> None:
         for hc in self.cpus:
@@ -450,11 +454,15 @@ class HostKernel:
         hc = self.cpus[cpu]
         self.stats.pmu_irqs += 1
         self.flush(cpu)
+        pending = 0
+        if self.listeners:  # what the driver will find: PMOVSSET & PMINTENSET (for checkers)
+            s = hc.pe.snapshot()
+            pending = s.pmovs & s.pminten
         self.charge(cpu, self.costs.pmu_irq, "pmu_irq")
         n = self.pmu_of_cpu(cpu).armv8pmu_handle_irq(cpu)
         if n:
             self.charge(cpu, n * self.costs.pmu_irq_per_event, "pmu_irq")
-        self.emit("pmu_irq", cpu=cpu, handled=n)
+        self.emit("pmu_irq", cpu=cpu, handled=n, pending=pending)
         _ = hc
 
 

@@ -134,6 +134,10 @@ class GuestCpu:
     def _access(self, reg: RegDef, write: bool, value: int) -> Access:
         pe = self._pe
         self._host.flush(self.cpu)  # EL2 work before this access has happened
+        host = self._host
+        if host.listeners:  # the checker compares the hardware around guest accesses
+            host.emit("guest_access_begin", cpu=self.cpu, vcpu=self.vcpu.name, reg=reg.name,
+                      write=write)
         for _ in range(3):
             if reg.name in _ID_REGS:
                 acc = self._id_reg(reg, write)
@@ -149,6 +153,9 @@ class GuestCpu:
             self.vcpu.stats.exit_ns["sysreg"] += dt
             if acc.outcome is not Outcome.TRAP_EL2:  # RETRY after the lazy flip
                 break
+        if host.listeners:
+            host.emit("guest_access", cpu=self.cpu, vcpu=self.vcpu.name, reg=reg.name,
+                      write=write, value=value, el=self._el, access=acc)
         if write:
             self._after_write()
         return acc
@@ -190,6 +197,9 @@ class GuestCpu:
     # ------------------------------------------------------------------ work
     def count(self, events: Mapping[str | int, int]) -> None:
         """Retire guest work at the current EL on the physical CPU."""
+        if self._host.listeners:  # ground truth for the checker's ledger
+            self._host.emit("guest_retire", cpu=self.cpu, vcpu=self.vcpu.name, el=self._el,
+                            events=dict(events), t=self._host.cpus[self.cpu].now_ns)
         self._host.retire(self.cpu, self._el, events, on_irq=self._deliver)
         self._deliver()
 

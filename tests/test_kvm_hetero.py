@@ -228,3 +228,15 @@ def test_zero_counters_emulated_on_either_core() -> None:
         v.run(zero_counter_guest(out, m), cpu=0)
         assert out["pmcr_n"] == 0 and out["ccnt"] == 12345, core
         assert out["evcntr0"] is Outcome.UNDEFINED, core
+
+
+def test_mdcr_has_hpme_always_and_hpmd_only_when_partitioned() -> None:
+    for reserved, partition in ((-1, False), (2, False), (2, True)):
+        m = machine([{"core": "cortex-a720", "count": 2}], reserved)
+        v = vcpu_of(m, partition=partition)
+        seen: list[int] = []
+        v.run(lambda g, m=m, seen=seen: (g.write("PMCNTENSET_EL0", 1),
+                                         seen.append(mdcr(m, 0))), cpu=0)
+        assert seen[0] & HPME, (reserved, partition)
+        assert bool(seen[0] & HPMD) == partition
+        assert bool(seen[0] & TPM) != partition  # emulated: every access traps

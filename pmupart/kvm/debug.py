@@ -50,8 +50,8 @@ def kvm_arm_setup_mdcr_el2(vcpu: VCPU, cpu: int, guest_owned: bool) -> MdcrSetup
     pmu = host.pmu_of_cpu(cpu)
     n = pe.num_counters
     v = view("MDCR_EL2", 0).replace(HPMN=n, TPM=1, TPMCR=1, TPMS=1, TTRF=1, TDRA=1, TDOSA=1)
-    if pmu.partitioned:
-        v = v.replace(HPME=1)
+    # v7 09/20 / v8 10/21: HPME is ORed in always (a no-op while HPMN = N).
+    v = v.replace(HPME=1)
     hw_partition = False
     hpmn = n
     partitioned = vcpu.pmu is not None and vcpu.pmu.backend is Backend.PARTITIONED

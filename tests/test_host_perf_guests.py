@@ -162,3 +162,20 @@ def test_pinned_squeeze_warning_is_logged(caplog: pytest.LogCaptureFixture) -> N
     with caplog.at_level("WARNING", logger="pmupart.host"):
         v.run(lambda g: g.write("PMCNTENSET_EL0", 1), cpu=0)
     assert any("squeezed out" in r.getMessage().lower() for r in caplog.records)
+
+
+@pytest.mark.parametrize("swap", ["lazy", "eager"])
+def test_lazy_swap_leaves_host_counters_to_a_guest_that_never_uses_the_pmu(swap: str) -> None:
+    from pmupart.kvm.options import KvmOptions, Swap
+    topo = Topology.from_mapping({"name": "t", "cluster": [{"core": "cortex-a720", "count": 2}]})
+    m = Machine.from_topology(topo, reserved_host_counters=2,
+                              kvm_options=KvmOptions(swap=Swap(swap)))
+    evs = host_events(m, (INST, MEM, BR, L1D, L1I, CYC))
+    v = guest_vcpu(m, True)
+    during: list[int] = []
+    v.run(lambda g: (g.count(PER_BLOCK),
+                     during.append(sum(e.state is EventState.ACTIVE for e in evs))), cpu=0)
+    # v7 14/20: the vCPU starts FREE, with no swap, until its first trapped PMU write
+    assert during == ([6] if swap == "lazy" else [2])
+    assert (m.host.stats.squeezed_out == 0) == (swap == "lazy")
+    assert (v.stats.regs_swapped > 20) == (swap == "eager")

@@ -166,8 +166,11 @@ class HostKernel:
             raise PerfError(errno.EINVAL, "an event needs a CPU or a task")
         if cpu != -1 and cpu not in pmu.cpus:
             raise PerfError(errno.ENOENT, f"PMU {pmu.name} does not cover CPU {cpu}")
+        # Ids count per host, like a fresh kernel's perf_event ids, so that a run is a
+        # function of its scenario alone (DESIGN.md decision 8), whatever ran before it.
         ev = PerfEvent(attr, pmu, cpu, task, group_leader=group_leader,
-                       overflow_handler=overflow_handler, owner=owner)
+                       overflow_handler=overflow_handler, owner=owner,
+                       id=len(self.events) + 1)
         ev.host_el0 = not (attr.exclude_user or attr.exclude_host)
         ev.guest_el0 = not (attr.exclude_user or attr.exclude_guest)
         ev.sample_period = attr.sample_period

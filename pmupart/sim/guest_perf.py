@@ -193,7 +193,18 @@ class GuestPmuDriver:
                 self.running_ns[i] += ns
 
     def tick(self, cpu: RegisterApi, tick_ns: int) -> None:
-        """The guest's timer tick: adapt sampling periods, rotate if events wait."""
+        """The guest's timer tick: adapt sampling periods, rotate if events wait.  The tick
+        runs in the guest kernel, at EL1, whatever EL the vCPU was interrupted at (at EL0,
+        the driver's accesses would trap or UNDEF and its bookkeeping would drift: found
+        by the checker's own-work invariant)."""
+        old_el = cpu.el
+        cpu.el = 1
+        try:
+            self._tick(cpu, tick_ns)
+        finally:
+            cpu.el = old_el
+
+    def _tick(self, cpu: RegisterApi, tick_ns: int) -> None:
         s = self.session
         if s.mode is PerfMode.RECORD and s.freq > 0:
             for i, idx in list(self.counter.items()):
@@ -225,9 +236,14 @@ class GuestPmuDriver:
             self._set_period(cpu, i, idx)
 
     def finish(self, cpu: RegisterApi) -> None:
-        """Read the final counts (``perf stat`` closing its events)."""
-        for i in list(self.counter):
-            self._unprogram(cpu, i)
+        """Read the final counts (``perf stat`` closing its events), at EL1."""
+        old_el = cpu.el
+        cpu.el = 1
+        try:
+            for i in list(self.counter):
+                self._unprogram(cpu, i)
+        finally:
+            cpu.el = old_el
 
     def results(self) -> list[GuestEventResult]:
         return [GuestEventResult(event_name(ev).lower() if ev != _CYCLES else "cpu_cycles",

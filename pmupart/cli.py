@@ -82,7 +82,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "exec": "pmupart.guest.cli_exec:exec_cmd",
     "run": "pmupart.sim.cli_run:run",
     "check": "pmupart.check.cli_check:check",
-    "experiment": "pmupart.report.cli_experiment:experiment",
+    "experiment": "pmupart.check.cli_experiment:experiment",
 }
 
 

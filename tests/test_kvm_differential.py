@@ -44,7 +44,7 @@ def gen(seed: int, steps: int = 40) -> list[tuple[str, Any, Any]]:
             ops.append(("w", r.choice(("PMCNTENSET_EL0", "PMCNTENCLR_EL0")),
                         r.randrange(1 << N) | r.choice((0, C))))
         elif k == 3:
-            pmcr = (1 << 6) | r.choice((0, 1, 1, 1)) | r.choice((0, 0, 2, 4)) | lp
+            pmcr = r.choice((0, 1 << 6)) | r.choice((0, 1, 1, 1)) | r.choice((0, 0, 2, 4)) | lp
             ops.append(("w", "PMCR_EL0", pmcr))
         elif k == 4:
             ops.append(("w", "PMSWINC_EL0", r.randrange(1 << N)))

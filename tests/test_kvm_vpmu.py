@@ -34,7 +34,7 @@ class BareCpu:
     raised it overflows (the block is cut there, as the architecture does per instruction)."""
 
     def __init__(self, n: int) -> None:
-        self.pe = PE(num_counters=n, pmuver="V3P5", fgt=True)
+        self.pe = PE(num_counters=n, pmuver="V3P5", fgt=True)  # no AArch32, as the A720
         self.pe.el = 1
         self._handler: Callable[[Any], object] | None = None
         self._in = False
@@ -325,3 +325,18 @@ def test_partitioned_guest_touches_common_registers_untrapped() -> None:
     e = run_on("emulated", lambda c: counting_loop(c, {}))
     assert {"PMCR_EL0", "PMCNTENSET_EL0", "PMEVCNTR0_EL0", "PMCCNTR_EL0"} <= set(e.stats.traps)
     assert sum(e.stats.exits.values()) > 3 * sum(v.stats.exits.values())
+
+
+def lc_res1(cpu: Any, out: dict[str, Any]) -> None:
+    cpu.write("PMCR_EL0", E)  # LC clear: RES1 on a PE without AArch32 (Cortex-A720)
+    out["pmcr_lc"] = (cpu.read("PMCR_EL0").value >> 6) & 1
+    cpu.write("PMCCNTR_EL0", (1 << 32) - 10)
+    cpu.write("PMCNTENSET_EL0", C)
+    cpu.count({"CPU_CYCLES": 20})
+    out["ccnt"] = val(cpu, "PMCCNTR_EL0")
+    out["ovs"] = val(cpu, "PMOVSSET_EL0")
+
+
+def test_pmcr_lc_res1_without_aarch32() -> None:
+    ref = same(observe(lc_res1))
+    assert ref == {"pmcr_lc": 1, "ccnt": (1 << 32) + 10, "ovs": 0}

@@ -257,6 +257,10 @@ class VcpuPmu:
         event counters (all of them: the guest is not at vEL2); reprogram for E."""
         w = self.pmcr_writable()
         self.pmcr = (self.pmcr & ~w) | (value & w)
+        # access_pmcr (sys_regs.c): LC is RES1 when the system has no AArch32 EL0
+        # (!kvm_supports_32bit_el0()), as on the PE itself (spec pmuv3 §3).
+        if not all(hc.pe.aarch32 for hc in self.host.cpus):
+            self.pmcr |= PMCR_LC
         if value & PMCR_C:
             self.set_counter_value(CYCLE_IDX, 0)
         if value & PMCR_P:

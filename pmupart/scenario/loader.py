@@ -10,6 +10,7 @@ path and what was expected and found.  The format is documented in ``docs/scenar
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import tomllib
 import types
@@ -94,7 +95,7 @@ def parse_duration(text: str) -> int:
         digits = len(frac)
         f = int(frac) * scale
         if f % 10**digits:
-            raise ValueError(f"expected a whole number of nanoseconds, found {text!r}")
+            raise ValueError(f"expected a whole number of nanoseconds, found {_found(text)}")
         ns += f // 10**digits
     return ns
 
@@ -118,7 +119,9 @@ def _found(v: Any) -> str:
     if isinstance(v, float):
         return f"{v!r} (a float)"
     if isinstance(v, list):
-        return "an array"
+        text = "[" + ", ".join(json.dumps(x) if isinstance(x, str | int | float) else "..."
+                               for x in v) + "]"
+        return text if len(text) <= 60 else "an array"
     if isinstance(v, dict):
         return "a table"
     return repr(v)
@@ -232,6 +235,8 @@ def _pydantic_message(err: Any) -> tuple[Loc, str]:
         return loc, msg
     loc, ann, name = _walk(raw_loc)
     if kind == "missing":
+        if any(isinstance(m, type) and issubclass(m, BaseModel) for m in _members(ann)):
+            return loc, f"required table [{field_path(loc)}] is missing"
         return loc, f"required key is missing (expected {_describe(ann, name)})"
     found = _found(err.get("input"))
     if kind == "literal_error":
@@ -242,6 +247,14 @@ def _pydantic_message(err: Any) -> tuple[Loc, str]:
     if kind.endswith("_type") or kind in ("union_tag_invalid", "model_attributes_type",
                                           "int_from_float", "bool_parsing"):
         return loc, f"expected {_describe(ann, name)}, found {found}"
+    ctx = err.get("ctx") or {}
+    bounds = {"greater_than_equal": (">=", "ge"), "less_than_equal": ("<=", "le"),
+              "greater_than": (">", "gt"), "less_than": ("<", "lt")}
+    if kind in bounds:
+        op, key = bounds[kind]
+        return loc, f"expected {_describe(ann, name)} {op} {ctx.get(key)}, found {found}"
+    if kind == "too_short":
+        return loc, f"expected at least {ctx.get('min_length')} item(s), found {found}"
     return loc, f"{err['msg'][0].lower()}{err['msg'][1:]}; found {found}"
 
 
@@ -385,7 +398,7 @@ class _Builder:
         except ValueError as e:
             self.fail(loc, str(e))
         if positive and ns <= 0:
-            self.fail(loc, f"expected a duration above zero, found {text!r}")
+            self.fail(loc, f"expected a duration above zero, found {_found(text)}")
         return ns
 
     def event(self, loc: Loc, ev: str | int) -> int:
@@ -404,7 +417,8 @@ class _Builder:
             try:
                 cpus = parse_cpulist(spec)
             except ValueError as e:
-                self.fail(loc, f"expected a cpulist such as \"0-3,6\", found \"{spec}\" ({e})")
+                why = f" ({e})" if "backwards" in str(e) else ""
+                self.fail(loc, f"expected a cpulist such as \"0-3,6\", found {_found(spec)}{why}")
         else:
             cpus = tuple(sorted(set(spec)))
         if not cpus:
@@ -466,7 +480,7 @@ class _Builder:
         mux_ns = self.duration(("machine", "mux_interval"), m.mux_interval)
         if mux_ns % 1_000_000:
             self.fail(("machine", "mux_interval"), "expected whole milliseconds (the kernel's "
-                      f"perf_event_mux_interval_ms), found {m.mux_interval!r}")
+                      f"perf_event_mux_interval_ms), found {_found(m.mux_interval)}")
         kv = self.f.kvm
         opts = KvmOptions(hpmn_source=HpmnSource(kv.hpmn_source), swap=Swap(kv.swap),
                           set_hpmd=kv.set_hpmd, clear_pmovs_on_load=kv.clear_pmovs_on_load,

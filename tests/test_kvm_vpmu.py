@@ -90,6 +90,10 @@ class BareCpu:
                     k2 = self.pe.events_to_overflow(i)
                     if k2 is not None:
                         cut = min(cut, k2)
+            if code == CYC and s.pminten & s.pmcnten & C:
+                k2 = self.pe.events_to_overflow(31)
+                if k2 is not None:
+                    cut = min(cut, k2)
             self.pe.count({k: cut})
             n -= cut
             self._irq()

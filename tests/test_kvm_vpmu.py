@@ -344,3 +344,29 @@ def lc_res1(cpu: Any, out: dict[str, Any]) -> None:
 def test_pmcr_lc_res1_without_aarch32() -> None:
     ref = same(observe(lc_res1))
     assert ref == {"pmcr_lc": 1, "ccnt": (1 << 32) + 10, "ovs": 0}
+
+
+def el0_gate(cpu: Any, out: dict[str, Any]) -> None:
+    for userenr in (0, (1 << 3) | (1 << 2), 1):  # nothing; ER|CR; EN
+        cpu.write("PMUSERENR_EL0", userenr)
+        cpu.el = 0
+        out[userenr] = (cpu.read("PMEVCNTR0_EL0").outcome.name,
+                        cpu.read("PMCCNTR_EL0").outcome.name,
+                        cpu.write("PMEVCNTR0_EL0", 5).outcome.name,
+                        cpu.write("PMCR_EL0", LC).outcome.name,
+                        cpu.write("PMINTENSET_EL1", 1).outcome.name)
+        cpu.el = 1
+
+
+def test_el0_pmuserenr_gate() -> None:
+    outs = observe(el0_gate)
+    assert outs["partitioned"] == outs["bare"]  # PMUSERENR untrapped: the hardware decides
+    ref = outs["bare"]
+    assert ref[0] == ("TRAP_EL1",) * 4 + ("UNDEFINED",)
+    assert ref[(1 << 3) | (1 << 2)] == ("OK", "OK", "TRAP_EL1", "TRAP_EL1", "UNDEFINED")
+    assert ref[1] == ("OK",) * 4 + ("UNDEFINED",)
+    # The emulated vPMU allows and refuses the same accesses, but a refused one is an UNDEF
+    # (check_pmu_access_disabled -> kvm_inject_undefined, sys_regs.c), not the EL1 trap.
+    for k, row in ref.items():
+        want = tuple("UNDEFINED" if o == "TRAP_EL1" else o for o in row)
+        assert outs["emulated"][k] == want, k

@@ -435,6 +435,8 @@ class HostKernel:
                 limit = hc.cycles_until(hc.next_rotation_ns)
             part, rest = _split_at_overflow(pe, rem, limit)
             pe.count(cast("Mapping[str | int, int]", part))
+            if self.listeners:  # the checker's per-event expectations (pmupart.check)
+                self.emit("pe_count", cpu=cpu, el=el, events=part)
             hc.advance_cycles(part.get(_CYC, 0))
             pe.el = old_el
             self.flush(cpu)

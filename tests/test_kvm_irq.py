@@ -113,3 +113,19 @@ def test_partitioned_without_fgt_keeps_counting_behind_traps() -> None:
         out[kind] = vals
     assert out["emulated"][:3] == out["partitioned"][:3] == [4000, 900, 5000]
     assert out["partitioned"][3] == (1 << 6) | 6  # TPM, HPMN = N
+
+
+def test_userspace_irqchip_overflow_exits_to_the_vmm() -> None:
+    # Without an in-kernel irqchip the level goes to userspace (KVM_ARM_DEV_PMU in
+    # device_irq_level) and the VMM injects it: one exit per interrupt (spec kvm §4.3).
+    for partition in (False, True):
+        m = mach()
+        v = m.kvm.create_vm(irqchip=False).create_vcpu()
+        if partition:
+            v.set_device_attr(CTRL, PART, 1)
+        v.set_device_attr(CTRL, SET_NR, 4)
+        v.set_device_attr(CTRL, INIT, None)
+        hits: list[int] = []
+        v.run(sampling_guest(hits), cpu=0)
+        assert hits == [1 << 32] * 10, partition
+        assert v.stats.exits["userspace_irqchip"] == 10, partition

@@ -183,6 +183,10 @@ CASES: list[tuple[str, str, int, str, tuple[str, ...]]] = [
      18, "vm[0].vcpu_affinity", ("at most 2 entries (one per vCPU), found 3",)),
     ("vcpu-affinity-cpu", _sub("vcpus = 2", 'vcpus = 2\nvcpu_affinity = ["4", "9"]'), 18,
      "vm[0].vcpu_affinity[1]", ("CPU 9 is not in machine",)),
+    ("no-pmu-perf", _sub("partition = true", "pmu = false"), 21, "vm[0].perf",
+     ("'perf' needs the vCPU PMU; found pmu = false",)),
+    ("no-pmu-partition", _sub("vcpus = 2", "vcpus = 2\npmu = false"), 19, "vm[0].partition",
+     ("'partition' needs the vCPU PMU",)),
     ("filter-both", _sub("vcpus = 2", 'vcpus = 2\nfilter = [{ action = "allow", '
                          'events = ["CPU_CYCLES"], base = 0 }]'), 18, "vm[0].filter[0]",
      ("either 'events' (a list) or 'base' and 'nevents'", "found both")),

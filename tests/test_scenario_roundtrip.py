@@ -13,8 +13,7 @@ from pmupart.arch.events import event_number as E
 from pmupart.arch.policy import ChainStraddle, Policies
 from pmupart.host.kernel import HostCosts
 from pmupart.kvm.options import HpmnSource, KvmCosts, Swap
-from pmupart.scenario import load_scenario, load_scenario_text, schema
-from pmupart.scenario.dump import dump_scenario
+from pmupart.scenario import dump_scenario, load_scenario, load_scenario_text, schema
 from pmupart.sim import EventFilterSpec, MigrationPolicy, PerfMode, Phase
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,7 +130,10 @@ pinned = true
 [[vm]]
 name = "vm1"
 pmu = false
-set_pmu = 9
+
+[[vm]]
+name = "vm2"
+set_pmu = 11
 
 [[host.task]]
 name = "build"
@@ -189,7 +191,7 @@ def test_every_key_reaches_the_spec() -> None:
               0.25),
     )
     assert s.workloads["quiet"].phases == (Phase(None, (), (), 0.9),)
-    vm0, vm1 = s.vms
+    vm0, vm1, vm2 = s.vms
     assert (vm0.name, vm0.vcpus, vm0.pmu, vm0.irqchip, vm0.irq, vm0.partition, vm0.set_pmu,
             vm0.nr_counters, vm0.affinity, vm0.vcpu_affinity, vm0.workload) == \
         ("vm0", 2, True, False, 24, True, "armv8_pmuv3_0", 3, (0, 1, 4), ((0, 1), (4,)),
@@ -201,7 +203,8 @@ def test_every_key_reaches_the_spec() -> None:
         (PerfMode.RECORD, (0x11, 8), 500, 0, True, True, True, True, True)
     assert vm0.filters == (EventFilterSpec("allow", 0x11, 1), EventFilterSpec("allow", 8, 1),
                            EventFilterSpec("deny", 0x30, 16))
-    assert (vm1.pmu, vm1.set_pmu, vm1.perf, vm1.workload) == (False, 9, None, "idle")
+    assert (vm1.pmu, vm1.set_pmu, vm1.perf, vm1.workload) == (False, None, None, "idle")
+    assert (vm2.pmu, vm2.set_pmu) == (True, 11)
     (task,) = s.host_tasks
     assert (task.name, task.count, task.affinity, task.workload) == ("build", 3, (4, 5), "quiet")
     (hp,) = s.host_perf

@@ -6,6 +6,7 @@
 is documented in ``docs/scenario.md``.
 """
 
+from pmupart.scenario.dump import dump_scenario
 from pmupart.scenario.loader import (
     ScenarioError,
     format_duration,
@@ -16,6 +17,6 @@ from pmupart.scenario.loader import (
 )
 
 __all__ = [
-    "ScenarioError", "format_duration", "load_scenario", "load_scenario_mapping",
+    "ScenarioError", "dump_scenario", "format_duration", "load_scenario", "load_scenario_mapping",
     "load_scenario_text", "parse_duration",
 ]

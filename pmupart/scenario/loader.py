@@ -685,6 +685,13 @@ class _Builder:
                 self.fail((*loc, "set_pmu"), f"expected a PMU of machine "
                           f"{self.topology.name!r} ({', '.join(pmu_names)}), found "
                           f"\"{v.set_pmu}\"{suggest(v.set_pmu, pmu_names)}")
+            if not v.pmu:
+                for key, val in (("partition", v.partition), ("set_pmu", v.set_pmu),
+                                 ("nr_counters", v.nr_counters), ("filter", v.filter),
+                                 ("perf", v.perf)):
+                    if val:
+                        self.fail((*loc, key), f"'{key}' needs the vCPU PMU; found pmu = "
+                                  "false in this VM")
             aff = self.cpus((*loc, "affinity"), v.affinity) if v.affinity is not None else None
             if len(v.vcpu_affinity) > v.vcpus:
                 self.fail((*loc, "vcpu_affinity"), f"expected at most {v.vcpus} entries (one "

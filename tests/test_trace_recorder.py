@@ -201,3 +201,21 @@ def test_unused_recorder_refuses(traced: tuple[TraceRecorder, RunResult, Path],
         TraceRecorder().write_trace(r, tmp_path / "x.json")
     with pytest.raises(ValueError):
         TraceRecorder(samples_per_cpu=0)
+
+
+def test_tracing_does_not_change_the_run(traced: tuple[TraceRecorder, RunResult, Path]) -> None:
+    _, r, _ = traced
+    plain = run_scenario(spec())
+    assert [[(e.event, e.count, e.time_running) for e in v.events] for v in plain.vms] == \
+        [[(e.event, e.count, e.time_running) for e in v.events] for v in r.vms]
+    assert [c.truth for c in plain.contexts] == [c.truth for c in r.contexts]
+
+
+def test_counted_tracks_the_guest_between_reads(
+        traced: tuple[TraceRecorder, RunResult, Path]) -> None:
+    tr, _, _ = traced
+    # vm1 (emulated, perf stat, 4 events on 6 counters: no rotation) only reads its
+    # counters at the end, yet the plot follows its count at every switch point.
+    ser = next(s for s in tr.series() if s.name == "vm1:vcpu0 inst_retired")
+    mid = len(ser.times_ns) // 2
+    assert 0 < ser.counted[mid] <= ser.true[mid]

@@ -192,7 +192,8 @@ class TraceRecorder:
             self._switch_out(cpu, st.current, t)
         st.current, st.since = ctx, t
         self._tid(cpu, ctx)
-        self._series_point(ctx, t)
+        if ctx not in self._series:  # the origin; later points are taken at switch-out
+            self._series_point(ctx, t)
 
     def _switch_out(self, cpu: int, ctx: str, t: int) -> None:
         st = self._cpus[cpu]
@@ -309,12 +310,32 @@ class TraceRecorder:
             return
         drv = c.driver
         k = min(self.max_series_events, len(drv.events))
-        counted = [int(drv.counts[i]) for i in range(k)]
+        counted = [int(drv.counts[i]) + self._unread(c, i) for i in range(k)]
         true = [int(c.truth.get(drv.events[i], 0)) for i in range(k)]
         if pts and pts[-1][0] == t:
             pts[-1] = (t, counted, true)
         else:
             pts.append((t, counted, true))
+
+    @staticmethod
+    def _unread(c: Context, i: int) -> int:
+        """What event ``i``'s counter gained since the guest driver last read it: the
+        guest's count at this instant is its driver's total plus this.  Read without side
+        effects from the state saved at put (partitioned: the saved registers; emulated: the
+        stored value plus the backing perf event's count, current once scheduled out)."""
+        drv, vcpu = c.driver, c.vcpu
+        if drv is None or vcpu is None or vcpu.pmu is None or vcpu.cpu is not None:
+            return 0
+        idx = drv.counter.get(i)
+        if idx is None:
+            return 0
+        pmu = vcpu.pmu
+        value = pmu.ccntr if idx == CYCLE_COUNTER else pmu.evcntr[idx]
+        perf = getattr(pmu, "perf", None)  # the emulated backend's backing events
+        if isinstance(perf, dict) and idx in perf:
+            value += int(perf[idx].count)
+        mask = (1 << 64) - 1 if drv.wide else (1 << 32) - 1  # as the driver's _update
+        return (value - drv.prev[i]) & mask
 
     # ------------------------------------------------------------------ the end
     def _end(self, t_end: int) -> None:

@@ -729,6 +729,34 @@ class PE:
         check_value(reg, value)
         return self._access(reg, True, value)
 
+    def read_el2(self, name: str) -> int:
+        """The hypervisor's (or VHE host kernel's) MRS: performed at EL2, where nothing traps
+        (EL3 is not implemented, spec §8.1 step 4); for host and KVM code, which must not
+        name a register the PE lacks (``ValueError``).  Fast: no EL switch is observable."""
+        reg = BY_NAME.get(name) or lookup(name)
+        old = self._el
+        self._el = 2
+        try:
+            acc = self._access(reg, False, 0)
+        finally:
+            self._el = old
+        if acc.value is None:
+            raise ValueError(f"{name} is UNDEFINED on this PE (absent feature) even at EL2")
+        return acc.value
+
+    def write_el2(self, name: str, value: int) -> None:
+        """The hypervisor's MSR at EL2 (see :meth:`read_el2`)."""
+        reg = BY_NAME.get(name) or lookup(name)
+        check_value(reg, value)
+        old = self._el
+        self._el = 2
+        try:
+            acc = self._access(reg, True, value)
+        finally:
+            self._el = old
+        if not acc.ok:
+            raise ValueError(f"{name} is UNDEFINED on this PE (absent feature) even at EL2")
+
     def check_access(self, name: str, is_write: bool) -> Outcome:
         """The outcome an access would have, without performing it."""
         fault, _ = self._check(lookup(name), is_write)

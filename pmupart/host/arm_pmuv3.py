@@ -229,6 +229,15 @@ class ArmPmu:
         self._write_counter(ev, self._counter_value_for(ev, left))
         return fired
 
+    def advance(self, ev: PerfEvent, n: int) -> None:
+        """Add ``n`` to the hardware counter of an active event, as if it had counted them
+        (the engine's fast-forward); ``prev_hw`` is kept, so the next update picks them up."""
+        pe = self.kernel.cpus[self._cpu_of(ev)].pe
+        v = (self._hw_value(pe, ev) + n) & ((1 << 64) - 1)
+        prev = ev.prev_hw
+        self._write_counter(ev, v)
+        ev.prev_hw = prev
+
     def _write_counter(self, ev: PerfEvent, value: int) -> None:
         pe = self.kernel.cpus[self._cpu_of(ev)].pe
         idx = ev.hw_idx

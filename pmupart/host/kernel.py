@@ -96,6 +96,9 @@ class HostCpu:
         self.el2_cycles = 0
         self.party = "host"  #: who EL2 work on this CPU is done for (the loaded VM, or host)
         self.pending_el2 = 0  #: EL2 cycles charged but not yet retired on the PE
+        self.pmu_irqs = 0  #: PMU interrupts taken on this CPU
+        self.el2_cycles_by_reason: Counter[str] = Counter()
+        self.el2_ns_by: Counter[tuple[str, str]] = Counter()  #: (party, reason) -> ns
 
     @property
     def freq_mhz(self) -> int:
@@ -375,6 +378,8 @@ class HostKernel:
         hc.pending_el2 += cycles
         self.stats.el2_cycles[reason] += cycles
         self.stats.el2_ns[(hc.party, reason)] += hc.now_ns - before
+        hc.el2_cycles_by_reason[reason] += cycles
+        hc.el2_ns_by[(hc.party, reason)] += hc.now_ns - before
 
     def flush(self, cpu: int) -> None:
         """Retire the EL2 work charged on ``cpu`` since the last flush."""
@@ -458,6 +463,7 @@ class HostKernel:
         masked by leaving it pending for KVM."""
         hc = self.cpus[cpu]
         self.stats.pmu_irqs += 1
+        hc.pmu_irqs += 1
         self.flush(cpu)
         pending = 0
         if self.listeners:  # what the driver will find: PMOVSSET & PMINTENSET (for checkers)

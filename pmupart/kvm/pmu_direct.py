@@ -216,14 +216,10 @@ class PartitionedPmu(VcpuPmu):
 
     # ------------------------------------------------------------------ hardware view
     def _hw(self, name: str) -> int:
-        pe = self.host.cpus[self.hw_cpu or 0].pe
-        with pe.at_el(2):
-            return pe.read(name).value or 0
+        return self.host.cpus[self.hw_cpu or 0].pe.read_el2(name)
 
     def _hw_write(self, name: str, value: int) -> None:
-        pe = self.host.cpus[self.hw_cpu or 0].pe
-        with pe.at_el(2):
-            pe.write(name, value)
+        self.host.cpus[self.hw_cpu or 0].pe.write_el2(name, value)
 
     def counter_value(self, idx: int) -> int:
         if self.hw_cpu is None:
@@ -257,7 +253,7 @@ class PartitionedPmu(VcpuPmu):
     def overflow_status(self) -> bool:
         """``kvm_pmu_part_overflow_status``: PMCR.E && guest mask & vPMOVSSET & PMINTENSET
         (hardware PMCR and PMINTENSET while the guest owns them); never while FREE."""
-        if self.access is PmuAccess.FREE:
+        if self.access is PmuAccess.FREE or not (self.ovs & self.own_mask):
             return False
         if self.hw_cpu is None:
             return super().overflow_status()

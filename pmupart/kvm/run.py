@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 _UNDEF = Access(Outcome.UNDEFINED)
 _HCR_GUEST = 1 << 34  # E2H set, TGE clear while a guest runs (VHE)
 _HCR_HOST = (1 << 34) | (1 << 27)
+#: Writes that can change the virtual interrupt condition (PMCR.E, PMINTEN, PMOVS, counters).
+_IRQ_REGS = frozenset({"PMCR_EL0", "PMINTENSET_EL1", "PMINTENCLR_EL1", "PMOVSSET_EL0",
+                       "PMOVSCLR_EL0", "PMCNTENSET_EL0", "PMCNTENCLR_EL0", "PMSWINC_EL0"})
 _ID_REGS = ("ID_AA64DFR0_EL1", "ID_AA64DFR1_EL1", "ID_AA64MMFR0_EL1")
 
 
@@ -156,7 +159,7 @@ class GuestCpu:
         if host.listeners:
             host.emit("guest_access", cpu=self.cpu, vcpu=self.vcpu.name, reg=reg.name,
                       write=write, value=value, el=self._el, access=acc)
-        if write:
+        if write and reg.name in _IRQ_REGS:
             self._after_write()
         return acc
 

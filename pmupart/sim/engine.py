@@ -24,6 +24,7 @@ from pmupart.kvm import uapi
 from pmupart.kvm.kvm import VCPU
 from pmupart.kvm.run import GuestCpu, kvm_arch_vcpu_load, kvm_arch_vcpu_put
 from pmupart.machine import Machine
+from pmupart.sim import fastforward
 from pmupart.sim.guest_perf import GuestPmuDriver
 from pmupart.sim.spec import MigrationPolicy, MigrationSpec, Phase, Workload
 
@@ -109,6 +110,8 @@ class CpuRq:
     current: Context | None = None
     slice_end: int = 0
     busy_ns: int = 0
+    ff_blocked_until: int = 0
+    ff_window: Any = None  #: a fast-forward measurement in progress (fastforward.Window)
 
 
 class Engine:
@@ -116,7 +119,8 @@ class Engine:
 
     def __init__(self, machine: Machine, contexts: list[Context], duration_ns: int, *,
                  slice_ns: int = 1_000_000, guest_tick_ns: int = 4_000_000,
-                 migration: MigrationSpec | None = None, seed: int = 0) -> None:
+                 migration: MigrationSpec | None = None, seed: int = 0,
+                 fast_forward: bool = True) -> None:
         self.m = machine
         self.host = machine.host
         self.contexts = contexts
@@ -128,6 +132,8 @@ class Engine:
         self.rqs = [CpuRq(c.id) for c in self.host.cpus]
         self.listeners: list[Listener] = []
         self.migrations = 0
+        self.fast_forward = fast_forward
+        self.fast_forwarded_ns = 0
         self.fail_entries: list[tuple[int, str, int]] = []
         self.host.listeners.append(self._forward)
         self._place()
@@ -199,7 +205,23 @@ class Engine:
             rq.slice_end = now + self.slice_ns
         ctx = rq.current
         assert ctx is not None
+        if self.fast_forward:
+            w = rq.ff_window
+            if w is not None and (w.ctx is not ctx or len(runnable) > 1):
+                self._ff_cancel(rq)
+            elif w is not None and w.done(self, cpu):
+                rq.ff_window = None
+                fastforward.finish(self, rq, w, barrier)
+                now = hc.now_ns
+                if now >= barrier:
+                    return
+            if rq.ff_window is None and len(runnable) == 1:
+                rq.ff_window = fastforward.begin(self, rq, ctx, barrier)
         stop = barrier
+        if rq.ff_window is not None:
+            stop = min(stop, max(now + 1, rq.ff_window.next_stop(self, cpu)))
+        elif self.fast_forward and now < rq.ff_blocked_until:
+            stop = min(stop, rq.ff_blocked_until)  # try again then
         if len(runnable) > 1:
             stop = min(stop, rq.slice_end)
         if ctx.driver is not None and ctx.driver.needs_tick():
@@ -305,7 +327,14 @@ class Engine:
                 ctx.next_tick_ns = self.host.cpus[cpu].now_ns + self.guest_tick_ns
         return None
 
+    def _ff_cancel(self, rq: CpuRq) -> None:
+        w = rq.ff_window
+        if w is not None:
+            self.listeners.remove(w._tap)
+            rq.ff_window = None
+
     def _switch_out(self, rq: CpuRq) -> None:
+        self._ff_cancel(rq)
         ctx = rq.current
         if ctx is None:
             return

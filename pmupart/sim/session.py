@@ -188,8 +188,8 @@ class HostPerfSession:
 
 
 def run_scenario(spec: ScenarioSpec, *, progress: Callable[[int], None] | None = None,
-                 listeners: list[Callable[[str, dict[str, Any]], None]] | None = None
-                 ) -> RunResult:
+                 listeners: list[Callable[[str, dict[str, Any]], None]] | None = None,
+                 fast_forward: bool = True) -> RunResult:
     """Build, run, collect.  Deterministic for a given spec (seed included)."""
     t0 = time.perf_counter()
     m = build_machine(spec)
@@ -222,7 +222,8 @@ def run_scenario(spec: ScenarioSpec, *, progress: Callable[[int], None] | None =
         vms.append((vm, vs, ctxs))
     host_sessions = [HostPerfSession(m.host, s, tasks) for s in spec.host_perf]
     eng = Engine(m, contexts, spec.duration_ns, slice_ns=spec.slice_ns,
-                 guest_tick_ns=spec.guest_tick_ns, migration=spec.migration, seed=spec.seed)
+                 guest_tick_ns=spec.guest_tick_ns, migration=spec.migration, seed=spec.seed,
+                 fast_forward=fast_forward)
     if listeners:
         eng.listeners.extend(listeners)
     eng.emit("start", machine=m, engine=eng, spec=spec, contexts=contexts)

@@ -203,7 +203,8 @@ def finish(eng: Engine, rq: CpuRq, w: Window, barrier: int) -> None:
     steady = (
         rq.current is ctx and dnow > 0
         and [id(e) for e in b.evs] == [id(e) for e in a.evs] and b.flex == a.flex
-        and all(x[5:] == y[5:] and x[4] == y[4] for x, y in zip(a.ev_state, b.ev_state, strict=True))
+        and all(x[5:] == y[5:] and x[4] == y[4]
+                for x, y in zip(a.ev_state, b.ev_state, strict=True))
         and b.host[3] == a.host[3] and b.pmovs == a.pmovs and b.vovs == a.vovs
         and a.vcpu.get("irqs") == b.vcpu.get("irqs")
         and a.vcpu.get("created") == b.vcpu.get("created")

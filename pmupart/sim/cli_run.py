@@ -33,11 +33,14 @@ def parse_duration(text: str) -> int:
               help="Write a Chrome/Perfetto trace (open in ui.perfetto.dev).")
 @click.option("--plot", "plot", type=click.Path(dir_okay=False), default=None,
               help="Draw counter ownership and counted-vs-true events to a PNG.")
+@click.option("--fast-forward/--no-fast-forward", "fast_forward", default=True,
+              help="Skip through steady periodic stretches (default) or simulate every step.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: only on a terminal).")
 def run(scenario: str, seed: int | None, duration: str | None, overrides: tuple[str, ...],
         sep: str | None,
-        as_json: bool, trace: str | None, plot: str | None, progress: bool | None) -> None:
+        as_json: bool, trace: str | None, plot: str | None, fast_forward: bool,
+        progress: bool | None) -> None:
     """Run SCENARIO (a TOML file, see docs/scenario.md) and print perf-stat output per VM and
     for the host, the overhead tables and the checker's verdict.
 
@@ -82,10 +85,10 @@ def run(scenario: str, seed: int | None, duration: str | None, overrides: tuple[
             from rich.progress import Progress
             with Progress(transient=True, console=None) as bar:
                 task = bar.add_task("simulating", total=spec.duration_ns)
-                result = run_scenario(spec, listeners=listeners,
+                result = run_scenario(spec, listeners=listeners, fast_forward=fast_forward,
                                       progress=lambda t: bar.update(task, completed=t))
         else:
-            result = run_scenario(spec, listeners=listeners)
+            result = run_scenario(spec, listeners=listeners, fast_forward=fast_forward)
     except (PmupartError, ValueError) as e:
         fail(f"{scenario}: {e}")
     wall = time.perf_counter() - t0

@@ -408,3 +408,19 @@ def test_enable_partition_selects_backend() -> None:
     init(b)
     assert a.backend is not None and a.backend.value == "partitioned"
     assert b.backend is not None and b.backend.value == "emulated"
+
+
+def test_run_without_pmu_init_is_einval() -> None:
+    """kvm_arm_pmu_v3_enable on the first KVM_RUN: a vCPU with the PMU feature whose PMU was
+    never initialised fails with -EINVAL, with or without an in-kernel irqchip."""
+    import errno as _errno
+
+    from pmupart import Machine
+    from pmupart.kvm import KvmError as _KvmError
+
+    for irqchip in (True, False):
+        m = Machine.from_preset("rk3399")
+        vcpu = m.kvm.create_vm(irqchip=irqchip).create_vcpu(pmu=True)
+        with pytest.raises(_KvmError) as ei:
+            vcpu.run(lambda cpu: None, cpu=0)
+        assert ei.value.errno == _errno.EINVAL

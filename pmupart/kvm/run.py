@@ -249,10 +249,14 @@ def kvm_arch_vcpu_run(vcpu: VCPU, program: Callable[[Any], object], cpu: int) ->
     program to completion (the guest powers off: ``KVM_EXIT_SYSTEM_EVENT``); put."""
     vm = vcpu.vm
     host = vm.kvm.host
-    if vcpu.has_pmu_feature and not vcpu.pmu_created and vm.irqchip:
-        # kvm_arm_pmu_v3_enable: a PMU vCPU must be initialised before it runs (-ENOEXEC in
-        # the kernel); here a misuse of the library.
-        raise ValueError(f"{vcpu.name}: KVM_ARM_VCPU_PMU_V3_INIT must be set before KVM_RUN")
+    if vcpu.has_pmu_feature and not vcpu.pmu_created:
+        # kvm_arm_pmu_v3_enable (first KVM_RUN): a PMU vCPU whose PMU was never initialised
+        # fails the run with -EINVAL, with or without an in-kernel irqchip.
+        import errno
+
+        from pmupart.kvm.kvm import KvmError
+        raise KvmError(errno.EINVAL, "KVM_RUN", "", f"{vcpu.name}: "
+                       "KVM_ARM_VCPU_PMU_V3_INIT was not set")
     vm.has_run = True
     kvm_arch_vcpu_load(vcpu, cpu)
     if vcpu.on_unsupported_cpu:

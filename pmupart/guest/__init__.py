@@ -1,0 +1,1 @@
+"""Guest programs: real AArch64 machine code (:mod:`pmupart.guest.aarch64`)."""

@@ -1,0 +1,207 @@
+"""Native (compiled) unicorn hooks: exact instruction counts at block granularity.
+
+A Python callback on every basic block runs at a few million guest instructions per
+second; the same callback compiled to machine code and registered through unicorn's C
+hook API (``uc_hook_add``) costs a few nanoseconds.  The callbacks are written in LLVM IR
+below and compiled at import time by llvmlite (a PyPI wheel: no compiler, no system
+package).  They share one array of 64-bit words with Python (:class:`NativeState`):
+
+* the **block hook** (``UC_HOOK_BLOCK``) adds the block's instruction count (AArch64
+  instructions are 4 bytes) to ``ICOUNT``, records the block's bounds, adds the block's
+  static load/store/branch counts from prefix-sum tables (precise mode), and calls
+  ``uc_emu_stop`` when ``ICOUNT`` passes ``DEADLINE`` - unicorn checks for a stop request
+  right after a block hook, so the block has not run yet;
+* the **checkpoint hook** (``UC_HOOK_CODE`` on chosen addresses only) makes the same
+  deadline test before one instruction, so Python can stop the guest exactly there;
+* the **memory hook** (``UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE``, precise mode) counts
+  data accesses.
+
+Everything the hooks count is "as if the whole block ran"; Python corrects for the part
+of the block that did not run whenever it cuts (see ``runner.py``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from functools import cache
+from typing import Any
+
+# Word indices in the shared state array.
+ICOUNT = 0  #: instructions in all blocks entered (whole blocks)
+BSTART = 1  #: start address of the last block entered
+BEND = 2  #: end address (exclusive) of the last block entered
+DEADLINE = 3  #: stop before a block/checkpoint once ICOUNT > DEADLINE
+STOPFN = 4  #: address of uc_emu_stop
+TBASE = 5  #: base address of the static tables
+TWORDS = 6  #: number of 4-byte words the tables cover
+TLD = 7  #: address of the LD prefix table (int64[TWORDS+1])
+TST = 8  #: ST prefix table
+TBR = 9  #: BR prefix table
+LD = 10  #: loads in all blocks entered (precise mode)
+ST = 11
+BR = 12
+MEM = 13  #: data memory accesses (memory hook)
+NWORDS = 16
+
+_IR = r"""
+define void @block_hook(i8* %uc, i64 %addr, i32 %size, i64* %st) {
+entry:
+  %n32 = lshr i32 %size, 2
+  %n = zext i32 %n32 to i64
+  %ic = load i64, i64* %st
+  %ic2 = add i64 %ic, %n
+  store i64 %ic2, i64* %st
+  %pbs = getelementptr i64, i64* %st, i64 1
+  store i64 %addr, i64* %pbs
+  %sz = zext i32 %size to i64
+  %end = add i64 %addr, %sz
+  %pbe = getelementptr i64, i64* %st, i64 2
+  store i64 %end, i64* %pbe
+  %ptw = getelementptr i64, i64* %st, i64 6
+  %tw = load i64, i64* %ptw
+  %hast = icmp ne i64 %tw, 0
+  br i1 %hast, label %tables, label %check
+tables:
+  %ptb = getelementptr i64, i64* %st, i64 5
+  %tb = load i64, i64* %ptb
+  %off = sub i64 %addr, %tb
+  %i0 = lshr i64 %off, 2
+  %i1 = add i64 %i0, %n
+  %inr = icmp ule i64 %i1, %tw
+  %al = icmp uge i64 %addr, %tb
+  %ok = and i1 %inr, %al
+  br i1 %ok, label %acc, label %check
+acc:
+  call void @acc1(i64* %st, i64 7, i64 10, i64 %i0, i64 %i1)
+  call void @acc1(i64* %st, i64 8, i64 11, i64 %i0, i64 %i1)
+  call void @acc1(i64* %st, i64 9, i64 12, i64 %i0, i64 %i1)
+  br label %check
+check:
+  %pdl = getelementptr i64, i64* %st, i64 3
+  %dl = load i64, i64* %pdl
+  %over = icmp ugt i64 %ic2, %dl
+  br i1 %over, label %stop, label %done
+stop:
+  %pfn = getelementptr i64, i64* %st, i64 4
+  %fnv = load i64, i64* %pfn
+  %fn = inttoptr i64 %fnv to i32 (i8*)*
+  %r = call i32 %fn(i8* %uc)
+  ret void
+done:
+  ret void
+}
+
+define internal void @acc1(i64* %st, i64 %tix, i64 %aix, i64 %i0, i64 %i1) alwaysinline {
+entry:
+  %pt = getelementptr i64, i64* %st, i64 %tix
+  %tv = load i64, i64* %pt
+  %t = inttoptr i64 %tv to i64*
+  %pa = getelementptr i64, i64* %t, i64 %i0
+  %a = load i64, i64* %pa
+  %pb = getelementptr i64, i64* %t, i64 %i1
+  %b = load i64, i64* %pb
+  %d = sub i64 %b, %a
+  %px = getelementptr i64, i64* %st, i64 %aix
+  %x = load i64, i64* %px
+  %x2 = add i64 %x, %d
+  store i64 %x2, i64* %px
+  ret void
+}
+
+define void @checkpoint_hook(i8* %uc, i64 %addr, i32 %size, i64* %st) {
+entry:
+  %ic = load i64, i64* %st
+  %pdl = getelementptr i64, i64* %st, i64 3
+  %dl = load i64, i64* %pdl
+  %over = icmp ugt i64 %ic, %dl
+  br i1 %over, label %stop, label %done
+stop:
+  %pfn = getelementptr i64, i64* %st, i64 4
+  %fnv = load i64, i64* %pfn
+  %fn = inttoptr i64 %fnv to i32 (i8*)*
+  %r = call i32 %fn(i8* %uc)
+  ret void
+done:
+  ret void
+}
+
+define void @mem_hook(i8* %uc, i32 %type, i64 %addr, i32 %size, i64 %value, i64* %st) {
+entry:
+  %p = getelementptr i64, i64* %st, i64 13
+  %x = load i64, i64* %p
+  %x2 = add i64 %x, 1
+  store i64 %x2, i64* %p
+  ret void
+}
+"""
+
+
+class _Compiled:
+    """The compiled hooks: function addresses, kept alive with their execution engine."""
+
+    def __init__(self) -> None:
+        import llvmlite.binding as llvm
+
+        # llvmlite >= 0.44 initialises the core itself; only the native target is needed.
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        target = llvm.Target.from_default_triple()
+        tm = target.create_target_machine(opt=2)
+        mod = llvm.parse_assembly(_IR)
+        mod.verify()
+        self._engine: Any = llvm.create_mcjit_compiler(mod, tm)
+        self._engine.finalize_object()
+        self.block = int(self._engine.get_function_address("block_hook"))
+        self.checkpoint = int(self._engine.get_function_address("checkpoint_hook"))
+        self.mem = int(self._engine.get_function_address("mem_hook"))
+
+
+@cache
+def compiled() -> _Compiled:
+    """Compile the hooks once per process (a few milliseconds)."""
+    return _Compiled()
+
+
+class NativeState:
+    """The word array the native hooks and Python share (indices are module constants)."""
+
+    def __init__(self) -> None:
+        self.words = (ctypes.c_uint64 * NWORDS)()
+        self.addr = ctypes.addressof(self.words)
+        self._tables: list[Any] = []
+
+    def set_tables(self, base: int, ld: list[int], st: list[int], br: list[int]) -> None:
+        """Install prefix-sum tables (``len == words + 1``) for the code at ``base``."""
+        n = len(ld) - 1
+        arrays = [(ctypes.c_int64 * (n + 1))(*t) for t in (ld, st, br)]
+        self._tables = arrays  # keep them alive
+        w = self.words
+        w[TBASE] = base
+        w[TLD], w[TST], w[TBR] = (ctypes.addressof(a) for a in arrays)
+        w[TWORDS] = n
+
+
+def uc_lib() -> Any:
+    """unicorn's shared library, as the Python binding loaded it."""
+    from unicorn.unicorn_py3 import unicorn as _u
+
+    return _u.uclib
+
+
+def add_native_hook(uc: Any, htype: int, fn_addr: int, state: NativeState,
+                    begin: int = 1, end: int = 0) -> int:
+    """``uc_hook_add`` with a native callback; returns the hook handle."""
+    lib = uc_lib()
+    h = ctypes.c_size_t()
+    # uc_hook_add(uc, &hh, type, callback, user_data, begin, end, ...)
+    fn = lib.uc_hook_add
+    status = fn(uc._uch, ctypes.byref(h), ctypes.c_int(htype), ctypes.c_void_p(fn_addr),
+                ctypes.c_void_p(state.addr), ctypes.c_uint64(begin), ctypes.c_uint64(end))
+    if status != 0:
+        raise RuntimeError(f"uc_hook_add failed with unicorn error {status}")
+    return int(h.value)
+
+
+def stop_fn_addr() -> int:
+    """Address of ``uc_emu_stop`` for the hooks to call."""
+    return int(ctypes.cast(uc_lib().uc_emu_stop, ctypes.c_void_p).value or 0)

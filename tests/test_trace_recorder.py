@@ -219,3 +219,13 @@ def test_counted_tracks_the_guest_between_reads(
     ser = next(s for s in tr.series() if s.name == "vm1:vcpu0 inst_retired")
     mid = len(ser.times_ns) // 2
     assert 0 < ser.counted[mid] <= ser.true[mid]
+
+
+def test_slices_capped_flows_stay_anchored(tmp_path: Path) -> None:
+    tr = TraceRecorder(max_slices=2)
+    r = run_scenario(spec(), listeners=[tr.listener])
+    evs = events(tr.write_trace(r, tmp_path / "few.json"))
+    assert tr.tb.problems() == []
+    per_cpu = Counter(e["pid"] for e in evs if e["ph"] == "X")
+    assert max(per_cpu.values()) <= 2
+    assert tr.dropped["slice"] > 0

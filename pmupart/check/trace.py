@@ -21,9 +21,11 @@ The trace, as ``ui.perfetto.dev`` shows it:
 
 Size is bounded, and the trace says so: counter tracks are sampled at most once every
 ``duration / samples_per_cpu`` of simulated time per CPU (the last state in a gap is written
-at the next sample point, and every track's final state at the end), and each kind of
-instant keeps the first ``max_instants`` per CPU; the rest are counted and reported in the
-``trace limits`` instant at time 0 on the first CPU (``args``: what was dropped).
+at the next sample point, and every track's final state at the end), plus at most
+``samples_per_cpu`` more at vcpu loads and puts; each kind of instant keeps the first
+``max_instants`` per CPU, and each CPU its first ``max_slices`` run slices (a migration flow
+needs both of its slices).  What was left out is counted in the ``trace limits`` instant at
+time 0 on the first CPU (``args``).
 
 All recorded times are simulated nanoseconds; same run, same bytes.
 """
@@ -60,6 +62,7 @@ class _Track:
     last_t: int = -1
     last: dict[str, int] | None = None
     pending: tuple[int, dict[str, int]] | None = None
+    forced: int = 0  #: samples written off the time grid (at loads and puts)
 
 
 @dataclass
@@ -72,6 +75,7 @@ class _Cpu:
     owner_since: int = 0
     counters: tuple[int, ...] = ()
     instants: dict[str, int] = field(default_factory=dict)
+    slices: int = 0
 
 
 class TraceRecorder:
@@ -84,11 +88,14 @@ class TraceRecorder:
     """
 
     def __init__(self, *, samples_per_cpu: int = 2000, max_instants: int = 2000,
-                 series_points: int = 400, max_series_events: int = 4) -> None:
-        if samples_per_cpu < 1 or max_instants < 0 or series_points < 2:
-            raise ValueError("samples_per_cpu >= 1, max_instants >= 0 and series_points >= 2")
+                 max_slices: int = 20000, series_points: int = 400,
+                 max_series_events: int = 4) -> None:
+        if samples_per_cpu < 1 or max_instants < 0 or max_slices < 0 or series_points < 2:
+            raise ValueError("samples_per_cpu >= 1, max_instants >= 0, max_slices >= 0 and "
+                             "series_points >= 2")
         self.samples_per_cpu = samples_per_cpu
         self.max_instants = max_instants
+        self.max_slices = max_slices
         self.series_points = series_points
         self.max_series_events = max_series_events
         self.tb = TraceBuilder()
@@ -206,6 +213,14 @@ class TraceRecorder:
         if c is not None and c.vcpu is not None:
             args["vm"] = c.vcpu.vm.name
         end = max(st.since, t)
+        st.current = None
+        self._series_point(ctx, t)
+        st.slices += 1
+        if st.slices > self.max_slices:
+            self.dropped["slice"] = self.dropped.get("slice", 0) + 1
+            self._pending_flow.pop(ctx, None)
+            self._last_slice.pop(ctx, None)
+            return
         self.tb.slice(st.pid, tid, ctx, st.since, end - st.since, cat=cat, args=args)
         self._last_slice[ctx] = (st.pid, st.since, end)
         flow = self._pending_flow.pop(ctx, None)
@@ -219,8 +234,6 @@ class TraceRecorder:
             if a >= s0 and b <= end:
                 self.tb.flow(f"{ctx} migrates", FlowEnd(src_pid, tid, a),
                              FlowEnd(st.pid, tid, b), cat="migration")
-        st.current = None
-        self._series_point(ctx, t)
 
     def _migrate(self, ctx: str, src: int, dst: int, t: int) -> None:
         for cpu in (src, dst):
@@ -287,7 +300,9 @@ class TraceRecorder:
         if values == tr.last:
             tr.pending = None
             return
-        if tr.last_t >= 0 and t - tr.last_t < self._gap and not (force and t > tr.last_t):
+        if force and t > tr.last_t and tr.forced < self.samples_per_cpu:
+            tr.forced += 1
+        elif tr.last_t >= 0 and t - tr.last_t < self._gap:
             tr.pending = (t, values)
             return
         self.tb.counter(st.pid, name, t, values)
@@ -359,7 +374,7 @@ class TraceRecorder:
             self._series_point(ctx, t_end, force=True)
         limits: dict[str, Any] = {
             "counter_sample_gap_ns": self._gap, "max_instants_per_cpu_and_kind":
-            self.max_instants}
+            self.max_instants, "max_slices_per_cpu": self.max_slices}
         limits.update({f"dropped_{k}": v for k, v in sorted(self.dropped.items())})
         if self._cpus:
             self.tb.instant(self._cpus[0].pid, 0, "trace limits", 0, scope="g",

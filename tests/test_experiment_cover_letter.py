@@ -53,12 +53,16 @@ def test_same_work_same_samples(
         assert e.real_ns - p.real_ns == pytest.approx(e.el2_ns - p.el2_ns, rel=0.05)
     assert runs["spec"]["emulated"].samples == 0  # perf stat counts, never samples
     assert runs["gzip"]["emulated"].samples > 0
+    for key in EXPERIMENTS:
+        for m in runs[key].values():
+            assert 0 < m.sys_tick_ns <= m.sys_ns
 
 
 def test_rows_match_published_and_effects_have_the_sign(
         result: tuple[list[ComparisonRow], dict[str, dict[str, Measurement]]]) -> None:
     rows, _ = result
-    assert [r.published for r in rows] == list(PUBLISHED)
+    assert [r.published for r in rows if not r.label] == list(PUBLISHED)
+    assert [r.label for r in rows if r.label] == ["sys time, tick-accounted"] * 2
     for r in rows:
         p = r.published
         if p.kind == "change":
@@ -84,13 +88,15 @@ def test_table_format(
     lines = text.splitlines()
     assert lines[0].split() [:2] == ["experiment", "metric"]
     assert set(lines[1]) <= {"-", " "}
-    assert len(lines) == 2 + len(PUBLISHED)
+    assert len(lines) == 2 + len(rows) == 2 + len(PUBLISHED) + 2
     assert "-24.23%" in text and "-30.82%" in text and "-92.88%" in text
     assert "34.96% -> 0.97%" in text and "55.85% -> 91.06%" in text
-    for line in lines[2:6]:
-        assert re.search(r"[-+]\d+\.\d\d%$", line), line
-    for line in lines[6:]:
-        assert re.search(r"\d+\.\d\d% -> \d+\.\d\d%$", line), line
+    for r, line in zip(rows, lines[2:], strict=True):
+        if r.published.kind == "change":
+            assert re.search(r" [-+]\d+\.\d\d% +[-\d.]+ ms +[-\d.]+ ms +[-+]\d+\.\d\d%$",
+                             line), line
+        else:
+            assert re.search(r"\d+\.\d\d% -> \d+\.\d\d%$", line), line
     md = format_comparison(rows, markdown=True).splitlines()
     assert md[0].startswith("| experiment | metric |") and md[1].startswith("|---|")
     assert all(x.count("|") == 9 for x in md)

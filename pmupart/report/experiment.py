@@ -58,6 +58,7 @@ class ComparisonRow:
     emulated: float
     partitioned: float
     model_unit: str = ""  #: e.g. "ms" for scaled times; default: the published unit
+    label: str = ""  #: the model's metric when it is a variant of the published one
 
     def published_effect(self) -> str:
         return _effect(self.published.kind, self.published.emulated, self.published.partitioned)
@@ -90,7 +91,7 @@ def format_comparison(rows: Sequence[ComparisonRow], markdown: bool = False) -> 
     for r in rows:
         p = r.published
         mu = r.model_unit or p.unit
-        body.append((p.experiment, p.metric, _val(p.emulated, p.unit),
+        body.append((p.experiment, r.label or p.metric, _val(p.emulated, p.unit),
                      _val(p.partitioned, p.unit), r.published_effect(), _val(r.emulated, mu),
                      _val(r.partitioned, mu), r.model_effect()))
     if markdown:

@@ -153,3 +153,135 @@ def test_counts_are_exact_per_el_and_precise_events() -> None:
     assert r.x[22] == 20  # str + stp
     assert r.x[23] == 10  # b.ne, taken or not
     assert r.x[24] == 40  # str, ldr, two for stp
+
+
+# ---------------------------------------------------------------- on KVM vCPUs
+def kvm_vcpu(backend: str) -> Any:
+    from pmupart import Machine
+    from pmupart.host.topology import Topology
+    from pmupart.kvm import uapi
+
+    ctrl = uapi.KVM_ARM_VCPU_PMU_V3_CTRL
+    topo = Topology.from_mapping({"name": "t", "cluster": [{"core": "cortex-a720", "count": 2}]})
+    m = Machine.from_topology(topo, reserved_host_counters=2)
+    v = m.kvm.create_vm().create_vcpu(pmu=True)
+    if backend == "partitioned":
+        v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION, 1)
+    v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_IRQ, 23)
+    v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_INIT, None)
+    return v
+
+
+def run_on_vcpu(name: str, backend: str) -> Any:
+    from pmupart.kvm import uapi
+
+    v = kvm_vcpu(backend)
+    out: list[Any] = []
+    ex = v.run(lambda cpu: out.append(prog(name)(cpu)), cpu=0)
+    assert ex.reason == uapi.KVM_EXIT_SYSTEM_EVENT  # the guest powered off
+    return out[0]
+
+
+@pytest.mark.parametrize("backend", ["emulated", "partitioned"])
+def test_vcpu_counting(backend: str) -> None:
+    r = run_on_vcpu("pmu_counting", backend)
+    x = r.x
+    assert x[19] == 2002
+    assert x[21] > x[20] > 0
+    assert (x[22], x[23], x[24], x[25] & M32, x[26] & 0xF) == (5, 0, 1, 26, 4)
+
+
+@pytest.mark.parametrize("backend", ["emulated", "partitioned"])
+def test_vcpu_overflow_interrupt(backend: str) -> None:
+    r = run_on_vcpu("overflow_irq", backend)
+    irqs = [e for e in r.exceptions if e.kind == "irq"]
+    assert len(irqs) == 1 and r.x[20] == 1
+    assert irqs[0].elr == prog("overflow_irq").labels["loop"] + 4
+    assert r.x[23] & M32 == 3
+
+
+@pytest.mark.parametrize(("backend", "el0_trap_ec"), [("emulated", 0x00), ("partitioned", 0x18)])
+def test_vcpu_access_rules(backend: str, el0_trap_ec: int) -> None:
+    r = run_on_vcpu("access_traps", backend)
+    assert r.x[19] == 4  # PMCR_EL0.N = HPMN = 6 - 2 reserved host counters
+    # PMEVCNTR4 (beyond the guest's 4) and PMEVCNTR30: UNDEF.  The EL0 read that
+    # PMUSERENR_EL0 forbids traps straight to EL1 with the partitioned PMU (hardware
+    # gate), while the emulated PMU traps it to KVM, which injects an UNDEF (KVM sets the
+    # hardware PMUSERENR_EL0 gate open so EL0 accesses reach MDCR_EL2.TPM).
+    assert [e.ec for e in r.exceptions] == [0x00, 0x00, el0_trap_ec, 0x15, 0x00, 0x15]
+
+
+# ---------------------------------------------------------------- runner mechanics
+_MASKED = """
+    adr x0, vectors
+    msr VBAR_EL1, x0
+    mov x0, #0x8
+    msr PMEVTYPER0_EL0, x0
+    mov x0, #0xfffffffe         // overflows after 2 counted instructions
+    msr PMEVCNTR0_EL0, x0
+    mov x0, #1
+    msr PMINTENSET_EL1, x0
+    msr PMCNTENSET_EL0, x0
+    msr PMCR_EL0, x0            // 1 (IRQs still masked, as after reset)
+    nop                         // 2: overflow, the interrupt stays pending
+    nop
+    nop
+    mov x19, #7
+unmask:
+    msr daifclr, #2             // taken right after this instruction
+after:
+    mov x0, #0x84000008
+    hvc #0
+    .align 11
+vectors:
+    .org vectors + 0x280
+    mrs x22, ELR_EL1
+    mov x0, #1
+    msr PMOVSCLR_EL0, x0
+    eret
+"""
+
+
+def test_pending_interrupt_waits_for_pstate_i() -> None:
+    p = AArch64Program.from_asm(_MASKED)
+    r = p(bare())
+    assert r.x[19] == 7
+    assert [e.kind for e in r.exceptions] == ["irq"]
+    assert r.x[22] == p.labels["after"]  # ELR: the instruction after the unmasking MSR
+
+
+def test_wfi_with_nothing_to_wake_it_ends_the_run() -> None:
+    r = AArch64Program.from_asm("mov x1, #3\nwfi\nmov x1, #4")(bare())
+    assert r.stop == "wfi" and r.x[1] == 3 and r.instructions == 2
+
+
+def test_counts_are_delivered_in_blocks() -> None:
+    pe = bare()
+    calls: list[dict[Any, int]] = []
+    real = pe.count
+
+    def spy(ev: Any) -> None:
+        calls.append(dict(ev))
+        real(ev)
+
+    pe.count = spy  # type: ignore[method-assign]
+    r = prog("pmu_counting")(pe)
+    assert r.instructions > 2000
+    assert len(calls) < 60  # one per PMU access / exception, not one per instruction
+    assert sum(c.get("INST_RETIRED", 0) for c in calls) == r.instructions
+
+
+def test_fetch_from_unmapped_memory_is_a_clear_error() -> None:
+    from pmupart.guest.aarch64 import GuestError
+
+    with pytest.raises(GuestError, match=r"guest fault at pc="):
+        AArch64Program.from_asm("mov x0, #0x200000\nbr x0")(bare())
+
+
+def test_program_argument_errors() -> None:
+    with pytest.raises(ValueError, match="multiple of 4"):
+        AArch64Program(b"\0\0\0")
+    with pytest.raises(ValueError, match="EL0 or EL1"):
+        AArch64Program(b"\0\0\0\0", el=2)
+    with pytest.raises(ValueError, match="entry label 'nope'"):
+        AArch64Program.from_asm("nop", entry="nope")

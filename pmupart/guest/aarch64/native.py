@@ -7,10 +7,11 @@ below and compiled at import time by llvmlite (a PyPI wheel: no compiler, no sys
 package).  They share one array of 64-bit words with Python (:class:`NativeState`):
 
 * the **block hook** (``UC_HOOK_BLOCK``) adds the block's instruction count (AArch64
-  instructions are 4 bytes) to ``ICOUNT``, records the block's bounds, adds the block's
-  static load/store/branch counts from prefix-sum tables (precise mode), and calls
+  instructions are 4 bytes) to ``ICOUNT``, records where the block ends and calls
   ``uc_emu_stop`` when ``ICOUNT`` passes ``DEADLINE`` - unicorn checks for a stop request
-  right after a block hook, so the block has not run yet;
+  right after a block hook, so the block has not run yet; the precise-mode variant also
+  records the block's start and adds its static load/store/branch counts from prefix-sum
+  tables;
 * the **checkpoint hook** (``UC_HOOK_CODE`` on chosen addresses only) makes the same
   deadline test before one instruction, so Python can stop the guest exactly there;
 * the **memory hook** (``UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE``, precise mode) counts
@@ -44,7 +45,32 @@ MEM = 13  #: data memory accesses (memory hook)
 NWORDS = 16
 
 _IR = r"""
-define void @block_hook(i8* %uc, i64 %addr, i32 %size, i64* %st) {
+define void @block_hook(i8* %uc, i64 %addr, i32 %size, i64* %st) nounwind {
+entry:
+  %n32 = lshr i32 %size, 2
+  %n = zext i32 %n32 to i64
+  %ic = load i64, i64* %st
+  %ic2 = add i64 %ic, %n
+  store i64 %ic2, i64* %st
+  %sz = zext i32 %size to i64
+  %end = add i64 %addr, %sz
+  %pbe = getelementptr i64, i64* %st, i64 2
+  store i64 %end, i64* %pbe
+  %pdl = getelementptr i64, i64* %st, i64 3
+  %dl = load i64, i64* %pdl
+  %over = icmp ugt i64 %ic2, %dl
+  br i1 %over, label %stop, label %done, !prof !0
+stop:
+  %pfn = getelementptr i64, i64* %st, i64 4
+  %fnv = load i64, i64* %pfn
+  %fn = inttoptr i64 %fnv to i32 (i8*)*
+  %r = call i32 %fn(i8* %uc)
+  ret void
+done:
+  ret void
+}
+
+define void @block_hook_precise(i8* %uc, i64 %addr, i32 %size, i64* %st) {
 entry:
   %n32 = lshr i32 %size, 2
   %n = zext i32 %n32 to i64
@@ -59,8 +85,7 @@ entry:
   store i64 %end, i64* %pbe
   %ptw = getelementptr i64, i64* %st, i64 6
   %tw = load i64, i64* %ptw
-  %hast = icmp ne i64 %tw, 0
-  br i1 %hast, label %tables, label %check
+  br label %tables
 tables:
   %ptb = getelementptr i64, i64* %st, i64 5
   %tb = load i64, i64* %ptb
@@ -80,7 +105,7 @@ check:
   %pdl = getelementptr i64, i64* %st, i64 3
   %dl = load i64, i64* %pdl
   %over = icmp ugt i64 %ic2, %dl
-  br i1 %over, label %stop, label %done
+  br i1 %over, label %stop, label %done, !prof !0
 stop:
   %pfn = getelementptr i64, i64* %st, i64 4
   %fnv = load i64, i64* %pfn
@@ -133,6 +158,8 @@ entry:
   store i64 %x2, i64* %p
   ret void
 }
+
+!0 = !{!"branch_weights", i32 1, i32 2000}
 """
 
 
@@ -152,6 +179,7 @@ class _Compiled:
         self._engine: Any = llvm.create_mcjit_compiler(mod, tm)
         self._engine.finalize_object()
         self.block = int(self._engine.get_function_address("block_hook"))
+        self.block_precise = int(self._engine.get_function_address("block_hook_precise"))
         self.checkpoint = int(self._engine.get_function_address("checkpoint_hook"))
         self.mem = int(self._engine.get_function_address("mem_hook"))
 

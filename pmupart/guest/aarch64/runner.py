@@ -345,7 +345,8 @@ class _Run:
             from unicorn import UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE
 
             N.add_native_hook(uc, UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, comp.mem, self.state)
-        N.add_native_hook(uc, UC_HOOK_BLOCK, comp.block, self.state)
+        N.add_native_hook(uc, UC_HOOK_BLOCK, comp.block_precise if p.precise else comp.block,
+                          self.state)
         uc.hook_add(UC_HOOK_INSN, self._on_sysreg, None, 1, 0, A.UC_ARM64_INS_MRS)
         uc.hook_add(UC_HOOK_INSN, self._on_sysreg, None, 1, 0, A.UC_ARM64_INS_MSR)
         uc.hook_add(UC_HOOK_INTR, self._on_intr)

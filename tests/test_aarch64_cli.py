@@ -1,0 +1,35 @@
+"""``pmupart exec``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("unicorn")
+pytest.importorskip("llvmlite")
+
+from click.testing import CliRunner
+
+from pmupart.cli import main
+
+ASM = Path(__file__).parent / "asm"
+
+
+@pytest.mark.parametrize(("vpmu", "hpmn"), [("none", 6), ("emulated", 6), ("partitioned", 4)])
+def test_exec_prints_pmu_state(vpmu: str, hpmn: int) -> None:
+    r = CliRunner().invoke(main, ["exec", str(ASM / "overflow_irq.S"), "--core", "cortex-a76",
+                                  "--vpmu", vpmu])
+    assert r.exit_code == 0, r.output
+    assert "stopped (poweroff)" in r.output
+    assert f"HPMN={hpmn} " in r.output
+    assert "PMEVTYPER0_EL0 = 0x00000008" in r.output
+    assert "exception irq from EL1: EC=0x00 ESR=0x0 ELR=0x1038" in r.output
+
+
+def test_exec_reports_assembler_errors_with_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.S"
+    bad.write_text("nop\nmov x1, x2, x3\n")
+    r = CliRunner().invoke(main, ["exec", str(bad)])
+    assert r.exit_code == 2
+    assert "bad.S: line 2: expected mov Rd, Rn|#imm" in r.output

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
+
+_SHOWN = ("PMCR_EL0", "PMCNTENSET_EL0", "PMINTENSET_EL1", "PMOVSSET_EL0", "PMUSERENR_EL0",
+          "PMSELR_EL0", "PMCCNTR_EL0", "PMCCFILTR_EL0")
 
 
 @click.command("exec")
@@ -12,13 +16,16 @@ import click
 @click.option("--core", default="cortex-a76", show_default=True, help="Catalogue core.")
 @click.option("--vpmu", type=click.Choice(["none", "emulated", "partitioned"]), default="none",
               show_default=True,
-              help="Run on a bare PE (none), or on a PE configured like the emulated vPMU "
-                   "(MDCR_EL2.TPM = 1, every PMU access traps to the hypervisor model) or the "
-                   "partitioned one (HPMN = N - 2, FGT traps on PMOVS/PMEVTYPER/PMCCFILTR).")
+              help="none: run on a bare PE at EL1.  emulated / partitioned: run as the guest "
+                   "of a KVM vCPU with that vPMU backend, on a machine of two such cores.")
+@click.option("--reserved", "reserved", type=int, default=2, show_default=True,
+              help="arm_pmuv3.reserved_host_counters for --vpmu partitioned/emulated.")
 @click.option("--precise", is_flag=True, help="Also count LD/ST/BR_RETIRED and MEM_ACCESS.")
 @click.option("--max-instructions", type=int, default=10**9, show_default=True)
-def exec_cmd(program: Path, core: str, vpmu: str, precise: bool, max_instructions: int) -> None:
-    """Assemble and run PROGRAM (.S) at EL1, then print the PMU state and registers.
+def exec_cmd(program: Path, core: str, vpmu: str, reserved: int, precise: bool,
+             max_instructions: int) -> None:
+    """Assemble and run PROGRAM (.S) at EL1, then print the PMU state as the program's EL1
+    sees it, the exceptions it took and its registers.
 
     \b
     The program ends with PSCI SYSTEM_OFF (mov x0, #0x84000008; hvc #0), or a WFI with
@@ -26,41 +33,73 @@ def exec_cmd(program: Path, core: str, vpmu: str, precise: bool, max_instruction
     """
     from pmupart.arch import PE
     from pmupart.cli import fail
-    from pmupart.guest.aarch64 import AArch64Program, AsmError, GuestError
+    from pmupart.guest.aarch64 import AArch64Program, AsmError, GuestError, RunResult
 
-    try:
-        pe = PE.from_core(core)
-    except ValueError as e:
-        fail(str(e))
-    n = pe.num_counters
-    with pe.at_el(2):
-        if vpmu == "emulated":
-            pe.write("MDCR_EL2", n | (1 << 6))
-        elif vpmu == "partitioned":
-            pe.write("MDCR_EL2", max(n - 2, 1) | (1 << 7))
-            if pe.fgt:
-                fgt = (1 << 18) | (1 << 13) | (1 << 14)
-                pe.write("HDFGRTR_EL2", fgt)
-                pe.write("HDFGWTR_EL2", fgt)
     try:
         prog = AArch64Program.from_asm(program.read_text(), precise=precise,
                                        max_instructions=max_instructions)
-        r = prog(pe)
     except AsmError as e:
         fail(f"{program}: {e}")
+    shown: dict[str, str] = {}
+
+    def guest(cpu: Any) -> RunResult:
+        r = prog(cpu)
+        cpu.el = 1
+        n = (cpu.read("PMCR_EL0").value or 0) >> 11 & 0x1F
+        for name in (*_SHOWN, *(f"PMEVTYPER{i}_EL0" for i in range(n)),
+                     *(f"PMEVCNTR{i}_EL0" for i in range(n))):
+            acc = cpu.read(name)
+            shown[name] = f"{acc.value:#x}" if acc.ok and acc.value is not None \
+                else acc.outcome.name
+        return r
+
+    results: list[RunResult] = []
+    try:
+        if vpmu == "none":
+            try:
+                pe = PE.from_core(core)
+            except ValueError as e:
+                fail(str(e))
+            results.append(guest(pe))
+        else:
+            vcpu = _kvm_vcpu(core, vpmu, reserved)
+            vcpu.run(lambda cpu: results.append(guest(cpu)), cpu=0)
+            if not results:
+                fail(f"the vCPU did not run the program (KVM_RUN failed on {core})", code=1)
     except GuestError as e:
         fail(str(e), code=1)
-    s = pe.snapshot()
+    r = results[0]
     click.echo(f"program {program.name}: stopped ({r.stop}) at pc={r.pc:#x} EL{r.el}, "
-               f"{r.instructions} instructions, {r.cycles} cycles (core {core}, vPMU {vpmu})")
-    click.echo(f"PMCR_EL0={s.pmcr:#x} MDCR_EL2={s.mdcr_el2:#x} HPMN={pe.hpmn} "
-               f"PMCNTENSET={s.pmcnten:#x} PMINTENSET={s.pminten:#x} PMOVSSET={s.pmovs:#x} "
-               f"PMUIRQ={int(s.pmuirq)}")
-    for i, (cnt, typ) in enumerate(zip(s.evcntr, s.evtyper, strict=True)):
-        click.echo(f"  PMEVCNTR{i}_EL0 = {cnt:#018x}  PMEVTYPER{i}_EL0 = {typ:#010x}")
-    click.echo(f"  PMCCNTR_EL0    = {s.pmccntr:#018x}  PMCCFILTR_EL0   = {s.pmccfiltr:#010x}")
+               f"{r.instructions} instructions, {r.cycles} cycles "
+               f"(core {core}, vPMU {vpmu})")
+    for name, v in shown.items():
+        click.echo(f"  {name:16s} = {v}")
     for ex in r.exceptions:
         click.echo(f"exception {ex.kind} from EL{ex.from_el}: EC={ex.ec:#04x} ESR={ex.esr:#x} "
                    f"ELR={ex.elr:#x}")
     regs = "  ".join(f"x{i}={v:#x}" for i, v in enumerate(r.x) if v)
     click.echo(f"registers: {regs}")
+
+
+def _kvm_vcpu(core: str, vpmu: str, reserved: int) -> Any:
+    """A VMM's setup: a machine of two ``core`` CPUs, a VM with a vGIC, one vCPU with the PMU
+    (partitioned if asked), its overflow interrupt on PPI 23, initialised."""
+    from pmupart import Machine
+    from pmupart.cli import fail
+    from pmupart.host.topology import Topology
+    from pmupart.kvm import KvmError, uapi
+
+    ctrl = uapi.KVM_ARM_VCPU_PMU_V3_CTRL
+    try:
+        topo = Topology.from_mapping({"name": core, "cluster": [{"core": core, "count": 2}]})
+        m = Machine.from_topology(topo, reserved_host_counters=reserved)
+        v = m.kvm.create_vm().create_vcpu(pmu=True)
+        if vpmu == "partitioned":
+            v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION, 1)
+        v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_IRQ, 23)
+        v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_INIT, None)
+    except KvmError as e:
+        fail(f"setting up the {vpmu} vPMU on {core}: {e}")
+    except ValueError as e:
+        fail(str(e))
+    return v

@@ -72,6 +72,9 @@ def kvm_arm_setup_mdcr_el2(vcpu: VCPU, cpu: int, guest_owned: bool) -> MdcrSetup
             hpmn = nr
             hw_partition = True
     value = v.value  # fields the PE lacks (HPMD before PMUv3p1, HCCD before p5) are RES0
+    # EL2 work charged so far happened under the old MDCR_EL2 (HPMN/HPMD/HCCD decide who
+    # counts it): retire it before the new value takes effect.
+    host.flush(cpu)
     with pe.at_el(2):
         pe.write("MDCR_EL2", value)
     return MdcrSetup(value, hw_partition, hpmn)
@@ -109,6 +112,7 @@ def kvm_vcpu_load_fgt(vcpu: VCPU, cpu: int, hw_partition: bool) -> int:
 def restore_host_traps(vcpu: VCPU, cpu: int) -> None:
     """``kvm_arm_vcpu_put`` / ``__deactivate_traps``: the host's MDCR_EL2 and no FGT."""
     pe = vcpu.vm.kvm.host.cpus[cpu].pe
+    vcpu.vm.kvm.host.flush(cpu)  # EL2 work so far was done under the guest's MDCR_EL2
     with pe.at_el(2):
         pe.write("MDCR_EL2", host_mdcr(pe.num_counters))
         if pe.fgt:

@@ -276,6 +276,8 @@ def test_overrides() -> None:
     assert s.machine_options["reservation"] == "static"
     assert s.machine_options["host_costs"].pmu_irq == 7
     assert (0x10, 0.01) in s.workloads["compute"].phases[0].rates
+    q = load_scenario_text(BASE, overrides=['workload.compute.cpi."cortex-a76"=0.9'])
+    assert ("cortex-a76", 0.9) in q.workloads["compute"].phases[0].cpi
 
 
 def test_override_errors_name_the_override() -> None:

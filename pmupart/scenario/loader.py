@@ -265,7 +265,7 @@ _OVERRIDE_RE = re.compile(r"^\s*([A-Za-z0-9_.\-\[\]\"*]+?)\s*=\s*(.*)$", re.S)
 def _parse_override_path(text: str) -> list[int | str]:
     out: list[int | str] = []
     for m in re.finditer(r"([^.\[\]]+)|\[(\d+)\]", text):
-        out.append(int(m.group(2)) if m.group(2) is not None else m.group(1))
+        out.append(int(m.group(2)) if m.group(2) is not None else m.group(1).strip("\"'"))
     return out
 
 

@@ -285,3 +285,47 @@ def test_program_argument_errors() -> None:
         AArch64Program(b"\0\0\0\0", el=2)
     with pytest.raises(ValueError, match="entry label 'nope'"):
         AArch64Program.from_asm("nop", entry="nope")
+
+
+def test_runaway_program_stops_at_the_instruction_limit() -> None:
+    r = AArch64Program.from_asm("spin: b spin", max_instructions=12345)(bare())
+    assert r.stop == "limit" and r.instructions == 12345
+
+
+def test_precise_event_overflow_has_zero_skid() -> None:
+    src = """
+        adr x0, vectors
+        msr VBAR_EL1, x0
+        mov x0, #0x6                // LD_RETIRED
+        msr PMEVTYPER0_EL0, x0
+        mov x0, #0xfffffffb         // overflows on the 5th load
+        msr PMEVCNTR0_EL0, x0
+        mov x0, #1
+        msr PMINTENSET_EL1, x0
+        msr PMCNTENSET_EL0, x0
+        msr PMCR_EL0, x0
+        msr daifclr, #2
+        mov x5, #0x8000
+        mov x1, #100
+    loop:
+        ldr x2, [x5]
+    after_load:
+        add x3, x3, #1
+        add x4, x4, #1
+        subs x1, x1, #1
+        b.ne loop
+        mov x0, #0x84000008
+        hvc #0
+        .align 11
+    vectors:
+        .org vectors + 0x280
+        mrs x22, ELR_EL1
+        mov x23, x3                 // iterations whose add ran
+        mov x0, #1
+        msr PMOVSCLR_EL0, x0
+        eret
+    """
+    p = AArch64Program.from_asm(src, precise=True)
+    r = p(bare())
+    assert [e.kind for e in r.exceptions] == ["irq"]
+    assert r.x[22] == p.labels["after_load"] and r.x[23] == 4

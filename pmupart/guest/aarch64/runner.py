@@ -183,7 +183,10 @@ class ExceptionRecord:
 class RunResult:
     """The end state of a run."""
 
-    stop: str  #: "poweroff", "wfi" (idle with nothing to wake it), "brk-limit"...
+    #: "poweroff" (PSCI SYSTEM_OFF), "wfi" (waiting with nothing that could wake it),
+    #: "limit" (max_instructions reached), "exception-<n>" (an exception the runner does
+    #: not model, e.g. a data abort)
+    stop: str
     x: list[int]
     pc: int
     el: int
@@ -417,9 +420,9 @@ class _Run:
         return (n * c.numerator) // c.denominator
 
     # ------------------------------------------------------------------ counting
-    def cut(self, pc: int, minus: int = 0) -> None:
-        """Deliver every instruction executed before ``pc`` (less ``minus``) to the model."""
-        e = self._executed(pc) - minus
+    def cut(self, pc: int) -> None:
+        """Deliver every instruction executed before ``pc`` to the model."""
+        e = self._executed(pc)
         if self.el_stale:
             self._sync_el()
         n = e - self.delivered
@@ -434,9 +437,6 @@ class _Run:
         if self.p.precise:
             w = self.w
             tl, ts, tb = self._tail_counts(pc)
-            if minus:
-                fl, fs, fb = _classify(self._word(pc - 4))
-                tl, ts, tb = tl + fl, ts + fs, tb + fb
             ld, st, br, mem = (int(w[N.LD]) - tl, int(w[N.ST]) - ts, int(w[N.BR]) - tb,
                                int(w[N.MEM]))
             for name, now, attr in (("LD_RETIRED", ld, "dl_ld"), ("ST_RETIRED", st, "dl_st"),
@@ -503,11 +503,15 @@ class _Run:
         return best
 
     def _arm_deadline(self) -> None:
+        """Set the native stop point: the next overflow point, or the instruction limit."""
         if not self.deadline_valid:
             d = self._distance()
             self.deadline = self.delivered + d if d is not None else (1 << 63)
             self.deadline_valid = True
-        self.w[N.DEADLINE] = self.deadline
+        self.w[N.DEADLINE] = self._stop_at()
+
+    def _stop_at(self) -> int:
+        return min(self.deadline, self.p.max_instructions)
 
     def _request_stop(self) -> None:
         self.w[N.DEADLINE] = 0
@@ -527,9 +531,7 @@ class _Run:
 
         rd = lookup_encoding(cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)
         if rd is None:
-            if (cp.op0, cp.op1, cp.crn, cp.crm, cp.op2) == (3, 3, 4, 2, 1):
-                pass  # DAIF: checked after the instruction by _after_daif
-            return False
+            return False  # not PMU state: the emulated CPU's own register (DAIF, VBAR_EL1...)
         pc = self._pc()
         word = self._word(pc)
         write = not ((word >> 21) & 1)
@@ -715,15 +717,13 @@ class _Run:
                 pc = self._pc()
                 continue
             self._arm_deadline()
-            if self.w[N.ICOUNT] < self.deadline and self.deadline - executed < 1 << 20 \
-                    and self._next_block_crosses(pc):
-                budget = self.deadline - executed
+            gap = self._stop_at() - executed
+            if 0 < gap <= 4096:
+                # The stop point is near (the block hook stopped short of it, at the start of
+                # the block that crosses it): run exactly up to it.
+                budget = gap
         regs = [int(uc.reg_read(A.UC_ARM64_REG_X0 + i)) for i in range(29)]
         regs += [int(uc.reg_read(A.UC_ARM64_REG_X29)), int(uc.reg_read(A.UC_ARM64_REG_X30))]
         return RunResult(self.finished or "stopped", regs, self._pc(), self.cur_el,
                          self.delivered, self._cycles(self.delivered), self.exceptions,
                          self.hvcs, lambda a, n: bytes(self.uc.mem_read(a, n)))
-
-    def _next_block_crosses(self, pc: int) -> bool:
-        """After a stop short of the deadline: run exactly up to it when it is near."""
-        return self.deadline - self.delivered <= 4096

@@ -23,6 +23,7 @@ of the block that did not run whenever it cuts (see ``runner.py``).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from functools import cache
 from typing import Any
@@ -169,7 +170,9 @@ class _Compiled:
     def __init__(self) -> None:
         import llvmlite.binding as llvm
 
-        # llvmlite >= 0.44 initialises the core itself; only the native target is needed.
+        # Older llvmlite needs this; newer ones initialise LLVM themselves and refuse it.
+        with contextlib.suppress(RuntimeError):
+            llvm.initialize()
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
         target = llvm.Target.from_default_triple()

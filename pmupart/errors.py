@@ -14,6 +14,21 @@ class PmupartError(Exception):
     """Base class of every error pmupart raises on purpose."""
 
 
+class InputError(PmupartError, ValueError):
+    """Bad input from a file or mapping: ``path`` (the file, or ``<mapping>``), ``line``
+    (1-based; 0 when unknown), ``field`` (the field path, ``vm[1].perf.events[2]``; ``""``
+    for the whole input) and ``msg`` (what was expected and what was found).  ``str(e)`` is
+    ``path:line: field: msg``."""
+
+    def __init__(self, path: str, line: int, field: str, msg: str) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.msg = msg
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {field}: {msg}" if field else f"{where}: {msg}")
+
+
 class SysregTableError(PmupartError):
     """The register table (``sysreg.txt``) is malformed: file, line and rule."""
 

@@ -38,7 +38,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pmupart.arch.cores import CORES, Core, get_core
-from pmupart.errors import PmupartError, suggest
+from pmupart.errors import InputError, suggest
 
 Firmware = Literal["dt", "acpi"]
 
@@ -56,21 +56,11 @@ DEFAULT_PMU_TYPE_BASE = 8
 ACPI_PMU_BASE_NAME = "armv8_pmuv3"
 
 
-class TopologyError(PmupartError, ValueError):
-    """A topology (TOML file, mapping or imported sysfs tree) is malformed.
-
-    ``path`` is the file (or ``<mapping>``), ``line`` the line in it where known (0 when
-    not), ``field`` the field path (``cluster[1].count``), ``msg`` what was expected and
-    what was found.
-    """
-
-    def __init__(self, path: str, line: int, field: str, msg: str) -> None:
-        self.path = path
-        self.line = line
-        self.field = field
-        self.msg = msg
-        where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {field}: {msg}" if field else f"{where}: {msg}")
+class TopologyError(InputError):
+    """A topology (TOML file, mapping or imported sysfs tree) is malformed: ``path`` is the
+    file (or ``<mapping>``), ``line`` the line where known (0 when not), ``field`` the field
+    path (``cluster[1].count``), ``msg`` what was expected and found (see
+    :class:`pmupart.errors.InputError`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +355,9 @@ def override_note(core: Core) -> str:
 
 
 # ---------------------------------------------------------------------- TOML schema
-class _ClusterSpec(BaseModel):
+class ClusterSpec(BaseModel):
+    """One ``[[cluster]]`` of a machine layout (shared by topology and scenario files)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
     core: str
@@ -386,11 +378,11 @@ class _TopologySpec(BaseModel):
     pmu_type_base: int = Field(default=DEFAULT_PMU_TYPE_BASE, ge=PERF_TYPE_MAX)
     pmu_order: list[str] = Field(default_factory=list)
     pmu_types: list[int] = Field(default_factory=list)
-    cluster: list[_ClusterSpec] = Field(min_length=1)
+    cluster: list[ClusterSpec] = Field(min_length=1)
 
 
 def _allowed_fields(loc: tuple[int | str, ...]) -> str:
-    model: type[BaseModel] = _ClusterSpec if loc and loc[0] == "cluster" else _TopologySpec
+    model: type[BaseModel] = ClusterSpec if loc and loc[0] == "cluster" else _TopologySpec
     return ", ".join(model.model_fields)
 
 

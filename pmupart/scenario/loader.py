@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from pmupart.arch.cores import get_core
 from pmupart.arch.events import Event, event_number
 from pmupart.arch.policy import Policies
-from pmupart.errors import PmupartError, suggest
+from pmupart.errors import InputError, suggest
 from pmupart.host.kernel import HostCosts
 from pmupart.host.topology import (
     PRESETS,
@@ -56,22 +56,9 @@ from pmupart.sim.spec import (
 __all__ = ["ScenarioError", "load_scenario", "load_scenario_text", "parse_duration"]
 
 
-class ScenarioError(PmupartError, ValueError):
-    """A scenario file is malformed or inconsistent.
-
-    ``path`` is the file (or ``<text>``), ``line`` the 1-based line (0 when unknown),
-    ``field`` the field path (``vm[1].perf.events[2]``; ``""`` for the whole file) and
-    ``msg`` what was expected and what was found.  ``str(e)`` is
-    ``path:line: field: msg``.
-    """
-
-    def __init__(self, path: str, line: int, field: str, msg: str) -> None:
-        self.path = path
-        self.line = line
-        self.field = field
-        self.msg = msg
-        where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {field}: {msg}" if field else f"{where}: {msg}")
+class ScenarioError(InputError):
+    """A scenario file is malformed or inconsistent (``path:line: field: msg``; see
+    :class:`pmupart.errors.InputError`)."""
 
 
 # ---------------------------------------------------------------------- values

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from pmupart.host.kernel import HostCosts
+from pmupart.host.topology import ClusterSpec
 from pmupart.kvm.options import KvmCosts
 
 #: A duration: a string with a unit ("2s", "1.5ms", "250us", "100ns").
@@ -37,13 +38,8 @@ class ScenarioTable(_Strict):
     guest_tick: Duration = "4ms"
 
 
-class ClusterTable(_Strict):
-    core: str
-    name: str | None = None
-    count: int | None = Field(default=None, ge=1, le=4096)
-    cpus: list[int] | None = None
-    freq_mhz: int | None = Field(default=None, ge=1)
-    num_counters: int | None = Field(default=None, ge=0, le=31)
+class ClusterTable(ClusterSpec):
+    """A ``[[machine.cluster]]``: the topology file's cluster table."""
 
 
 class MachineTable(_Strict):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pmupart.arch.pe import Access, Outcome
+from pmupart.arch.pe import PE, Access, Outcome
 from pmupart.arch.sysreg import RegDef, check_value, lookup
 from pmupart.kvm import uapi
 from pmupart.kvm.debug import host_mdcr, kvm_arm_setup_mdcr_el2, restore_host_traps
@@ -115,6 +115,12 @@ class GuestCpu:
         if value not in (0, 1):
             raise ValueError(f"a guest runs at EL0 or EL1, not {value!r}")
         self._el = value
+
+    @property
+    def physical_pe(self) -> PE:
+        """The physical CPU's PE (the hardware view, for tools such as the AArch64 runner that
+        predict where a counter overflows; a guest program itself uses read/write)."""
+        return self._pe
 
     @property
     def pmuirq(self) -> bool:

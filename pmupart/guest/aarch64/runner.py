@@ -297,7 +297,7 @@ class _Run:
         self.uc: Any = Uc(UC_ARCH_ARM64, UC_MODE_ARM)  # type: ignore[no-untyped-call]
         core = getattr(cpu, "core", None)
         if core is None:
-            pe = getattr(cpu, "_pe", None)
+            pe = getattr(cpu, "physical_pe", None)
             core = getattr(pe, "core", None)
         self.cpi = Fraction(core.cpi if core is not None else 1.0).limit_denominator(1000)
         self.hyp = prog.hypervisor or ForwardingHypervisor()
@@ -473,7 +473,7 @@ class _Run:
     # ------------------------------------------------------------------ overflow points
     def _distance(self) -> int | None:
         """Instructions (a lower bound) until a counter could overflow, or None."""
-        pe = self.cpu if hasattr(self.cpu, "events_to_overflow") else getattr(self.cpu, "_pe", None)
+        pe = self.cpu if hasattr(self.cpu, "events_to_overflow") else getattr(self.cpu, "physical_pe", None)
         if pe is None or not hasattr(pe, "events_to_overflow"):
             return 4096  # no way to look: bounded skid
         if pe is not self.cpu:

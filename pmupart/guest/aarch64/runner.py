@@ -473,7 +473,8 @@ class _Run:
     # ------------------------------------------------------------------ overflow points
     def _distance(self) -> int | None:
         """Instructions (a lower bound) until a counter could overflow, or None."""
-        pe = self.cpu if hasattr(self.cpu, "events_to_overflow") else getattr(self.cpu, "physical_pe", None)
+        pe = self.cpu if hasattr(self.cpu, "events_to_overflow") else \
+            getattr(self.cpu, "physical_pe", None)
         if pe is None or not hasattr(pe, "events_to_overflow"):
             return 4096  # no way to look: bounded skid
         if pe is not self.cpu:

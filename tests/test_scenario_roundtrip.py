@@ -88,10 +88,12 @@ instructions = 2e6
 kernel_fraction = 0.25
 rates = { L1D_CACHE = 0.4, "0x21" = 0.15 }
 cpi = { "cortex-a520" = 1.5, "*" = 0.9 }
+core_rates = { "cortex-a520" = { L1D_CACHE = 0.6 } }
 
 [[workload.compute.phase]]
 duration = "1ms"
 rates = { L1D_CACHE = 0.5 }
+core_rates = { "cortex-a520" = { BR_RETIRED = 0.2 } }
 cpi = { "cortex-a720" = 0.5 }
 kernel_fraction = 0.5
 
@@ -184,12 +186,17 @@ def test_every_key_reaches_the_spec() -> None:
     w = s.workloads["compute"]
     assert w.instructions == 2_000_000
     base_rates = {E("L1D_CACHE"): 0.4, 0x21: 0.15}
+    # core_rates merge like rates: the phase's into the workload's, key by key
     assert w.phases == (
         Phase(1_000_000, tuple(sorted({**base_rates, E("L1D_CACHE"): 0.5}.items())),
-              (("*", 0.9), ("cortex-a520", 1.5), ("cortex-a720", 0.5)), 0.5),
+              (("*", 0.9), ("cortex-a520", 1.5), ("cortex-a720", 0.5)), 0.5,
+              (("cortex-a520", ((E("L1D_CACHE"), 0.6), (E("BR_RETIRED"), 0.2))),)),
         Phase(None, tuple(sorted(base_rates.items())), (("*", 0.9), ("cortex-a520", 1.5)),
-              0.25),
+              0.25, (("cortex-a520", ((E("L1D_CACHE"), 0.6),)),)),
     )
+    # on its core, a core rate wins over the phase's generic rate
+    assert dict(w.phases[0].rates_for("cortex-a520"))[E("L1D_CACHE")] == 0.6
+    assert dict(w.phases[0].rates_for("cortex-a720"))[E("L1D_CACHE")] == 0.5
     assert s.workloads["quiet"].phases == (Phase(None, (), (), 0.9),)
     vm0, vm1, vm2 = s.vms
     assert (vm0.name, vm0.vcpus, vm0.pmu, vm0.irqchip, vm0.irq, vm0.partition, vm0.set_pmu,

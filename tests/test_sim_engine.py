@@ -143,3 +143,17 @@ def test_host_multiplexed_counts_scale_to_the_truth() -> None:
     truth = ctx.truth[E("INST_RETIRED")]
     # the host's own EL2 work (perf rotation) adds a little on top of the task's
     assert abs(scaled - truth) / truth < 0.05
+
+
+def test_per_core_rates_apply_on_their_core() -> None:
+    """A workload's core_rates replace its rates on that core type only."""
+    base = Workload("w", (Phase(rates=Workload.rates_of({"L1D_CACHE_REFILL": 0.01}),
+                                core_rates=(("cortex-a520",
+                                             Workload.rates_of({"L1D_CACHE_REFILL": 0.05})),)),))
+    s = spec(vms=(), machine=machine(hetero=True), workloads={"w": base},
+             host_tasks=(HostTaskSpec("big", affinity=(0,), workload="w"),
+                         HostTaskSpec("little", affinity=(2,), workload="w")))
+    r = run_scenario(s)
+    per = {c.name: c.truth[E("L1D_CACHE_REFILL")] / c.truth[E("INST_RETIRED")]
+           for c in r.contexts}
+    assert abs(per["big"] - 0.01) < 1e-6 and abs(per["little"] - 0.05) < 1e-6

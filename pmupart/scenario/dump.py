@@ -127,6 +127,8 @@ def _workload(w: Workload) -> list[str]:
             out.append(f"rates = {_v(_rates(p.rates))}")
         if p.cpi:
             out.append(f"cpi = {_v(dict(p.cpi))}")
+        if p.core_rates:
+            out.append(f"core_rates = {_v({c: _rates(r) for c, r in p.core_rates})}")
         return out
     for p in phases:
         out += ["", f"[[workload.{_k(w.name)}.phase]]"]
@@ -135,6 +137,8 @@ def _workload(w: Workload) -> list[str]:
         out.append(f"kernel_fraction = {_v(p.kernel_fraction)}")
         out.append(f"rates = {_v(_rates(p.rates))}")
         out.append(f"cpi = {_v(dict(p.cpi))}")
+        if p.core_rates:
+            out.append(f"core_rates = {_v({c: _rates(r) for c, r in p.core_rates})}")
     return out
 
 

@@ -519,6 +519,18 @@ class _Builder:
             out[ev] = float(r)
         return out
 
+    def core_rates(self, loc: Loc, table: Mapping[str, Mapping[str, float]]
+                   ) -> dict[str, dict[int, float]]:
+        out: dict[str, dict[int, float]] = {}
+        for name, rates in table.items():
+            try:
+                key = get_core(name).name
+            except ValueError as e:
+                self.fail((*loc, name), f"{e}".replace("unknown core", "expected a core name, "
+                                                       "found"))
+            out[key] = self.rates((*loc, name), rates)
+        return out
+
     def cpi(self, loc: Loc, cpi: Mapping[str, float]) -> dict[str, float]:
         out: dict[str, float] = {}
         for name, v in cpi.items():
@@ -541,6 +553,7 @@ class _Builder:
             loc: Loc = ("workload", name)
             rates = self.rates((*loc, "rates"), w.rates)
             cpi = self.cpi((*loc, "cpi"), w.cpi)
+            crates = self.core_rates((*loc, "core_rates"), w.core_rates)
             phases: list[Phase] = []
             for i, p in enumerate(w.phase):
                 ploc = (*loc, "phase", i)
@@ -555,11 +568,16 @@ class _Builder:
                 pc = dict(cpi)
                 pc.update(self.cpi((*ploc, "cpi"), p.cpi or {}))
                 kf = w.kernel_fraction if p.kernel_fraction is None else p.kernel_fraction
+                pcr = {k: dict(v) for k, v in crates.items()}
+                for core, over in self.core_rates((*ploc, "core_rates"),
+                                                  p.core_rates or {}).items():
+                    pcr.setdefault(core, {}).update(over)
                 phases.append(Phase(dur, tuple(sorted(pr.items())), tuple(sorted(pc.items())),
-                                    kf))
+                                    kf, _core_rates(pcr)))
             if not phases:
                 phases.append(Phase(None, tuple(sorted(rates.items())),
-                                    tuple(sorted(cpi.items())), w.kernel_fraction))
+                                    tuple(sorted(cpi.items())), w.kernel_fraction,
+                                    _core_rates(crates)))
             instr: int | None = None
             if w.instructions is not None:
                 v = w.instructions
@@ -702,6 +720,11 @@ class _Builder:
             slice_ns=slice_ns, guest_tick_ns=tick, description=sc.description,
             machine_options=options, vms=tuple(vms), host_tasks=tuple(tasks),
             host_perf=tuple(host_perf), workloads=wls, migration=migration, source=self.source)
+
+
+def _core_rates(table: Mapping[str, Mapping[int, float]]
+                ) -> tuple[tuple[str, tuple[tuple[int, float], ...]], ...]:
+    return tuple(sorted((core, tuple(sorted(r.items()))) for core, r in table.items()))
 
 
 def preset_name(topology: Topology) -> str | None:

@@ -84,6 +84,7 @@ class KvmTable(_Strict):
 class PhaseTable(_Strict):
     duration: Duration | None = None
     rates: dict[str, float] | None = None
+    core_rates: dict[str, dict[str, float]] | None = None
     cpi: dict[str, float] | None = None
     kernel_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
 
@@ -91,6 +92,7 @@ class PhaseTable(_Strict):
 class WorkloadTable(_Strict):
     instructions: int | float | None = None
     rates: dict[str, float] = Field(default_factory=dict)
+    core_rates: dict[str, dict[str, float]] = Field(default_factory=dict)
     cpi: dict[str, float] = Field(default_factory=dict)
     kernel_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
     phase: list[PhaseTable] = Field(default_factory=list)

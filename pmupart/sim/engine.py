@@ -92,7 +92,7 @@ class Context:
         inst = int(inst_f)
         self._frac[_INST] = inst_f - inst
         out = {_CYC: cycles, _INST: inst}
-        for ev, rate in phase.rates:
+        for ev, rate in phase.rates_for(core_name):
             f = inst * rate + self._frac.get(ev, 0.0)
             k = int(f)
             self._frac[ev] = f - k

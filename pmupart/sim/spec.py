@@ -24,10 +24,22 @@ class Phase:
     rates: tuple[tuple[int, float], ...] = ()
     cpi: tuple[tuple[str, float], ...] = ()
     kernel_fraction: float = 0.0
+    #: per core type, rates that replace ``rates`` key by key on that core (a little core
+    #: misses its caches more often, say)
+    core_rates: tuple[tuple[str, tuple[tuple[int, float], ...]], ...] = ()
 
     def cpi_for(self, core: str, default: float) -> float:
         d = dict(self.cpi)
         return d.get(core, d.get("*", default))
+
+    def rates_for(self, core: str) -> tuple[tuple[int, float], ...]:
+        """The events per instruction on ``core``."""
+        for name, over in self.core_rates:
+            if name == core:
+                merged = dict(self.rates)
+                merged.update(over)
+                return tuple(sorted(merged.items()))
+        return self.rates
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,6 +76,7 @@ class _Cpu:
     counters: tuple[int, ...] = ()
     instants: dict[str, int] = field(default_factory=dict)
     slices: int = 0
+    next_due: int = 0  #: the next time the counter tracks may be sampled
 
 
 class TraceRecorder:
@@ -280,6 +281,9 @@ class TraceRecorder:
         if owners != st.owners:
             self._close_spans(cpu, t)
             st.owners, st.owner_since = owners, t
+        if t < st.next_due and not force:
+            return  # decimated: the tracks' state is written at the next due sample
+        st.next_due = t + self._gap
         snap = hc.pe.snapshot()
         values = {f"cnt{i}": v for i, v in enumerate(snap.evcntr)}
         values["PMCCNTR"] = snap.pmccntr
@@ -410,7 +414,8 @@ class TraceRecorder:
                    max_series: int = 8) -> Path:
         """Draw the ownership timeline (the first ``max_cpus`` CPUs where a counter was
         ever held) and the guests' counted vs true events (``max_series`` at most) to a
-        PNG.  Spans shorter than a pixel column are left out."""
+        PNG.  A counter whose owner changed more often than the image has pixel columns is
+        drawn with the owner that held it longest in each column."""
         from pmupart.report.plots import plot_ownership, plot_run
         self._need_run(result)
         spans = self.ownership()
@@ -418,9 +423,7 @@ class TraceRecorder:
         cpus = (busy or sorted({s.cpu for s in spans}))[:max_cpus]
         keep = set(cpus)
         t_max = max((s.end_ns for s in spans), default=0)
-        min_len = t_max // 2400
-        shown = [s for s in spans if s.cpu in keep and (s.end_ns - s.start_ns >= min_len
-                                                         or s.owner == FREE)]
+        shown = _coarsen([s for s in spans if s.cpu in keep], t_max)
         # A CPU whose spans were all too short still gets its rows (as free).
         for cpu in cpus:
             if not any(s.cpu == cpu for s in shown):
@@ -443,3 +446,48 @@ class TraceRecorder:
                              "run_scenario(spec, listeners=[...])")
         if result.machine is not self.machine:
             raise ValueError("this RunResult is not the run the TraceRecorder listened to")
+
+
+def _coarsen(spans: list[OwnershipSpan], t_max: int, columns: int = 1200,
+             exact_up_to: int = 300) -> list[OwnershipSpan]:
+    """Spans fit to draw: consecutive spans of one owner merged; a counter with more than
+    ``exact_up_to`` spans is resampled on ``columns`` equal columns of time (each column
+    goes to the owner that held the counter longest in it)."""
+    rows: dict[tuple[int, int | str], list[OwnershipSpan]] = {}
+    for sp in sorted(spans, key=lambda x: (x.cpu, str(x.counter), x.start_ns)):
+        row = rows.setdefault((sp.cpu, sp.counter), [])
+        if row and row[-1].owner == sp.owner and row[-1].end_ns >= sp.start_ns:
+            last = row[-1]
+            row[-1] = OwnershipSpan(last.cpu, last.counter, last.start_ns,
+                                    max(last.end_ns, sp.end_ns), last.owner)
+        else:
+            row.append(sp)
+    out: list[OwnershipSpan] = []
+    width = max(1, -(-t_max // columns))
+    for (cpu, counter), row in rows.items():
+        if len(row) <= exact_up_to:
+            out.extend(row)
+            continue
+        held: list[dict[str, int]] = [{} for _ in range(columns)]
+        for sp in row:
+            j = min(columns - 1, sp.start_ns // width)
+            while j < columns and j * width < sp.end_ns:
+                a, b = max(sp.start_ns, j * width), min(sp.end_ns, (j + 1) * width)
+                if b > a:
+                    held[j][sp.owner] = held[j].get(sp.owner, 0) + (b - a)
+                j += 1
+        cur: OwnershipSpan | None = None
+        for j, h in enumerate(held):
+            if not h:
+                continue
+            owner = max(sorted(h), key=lambda o: h[o])
+            a, b = j * width, min(t_max, (j + 1) * width)
+            if cur is not None and cur.owner == owner and cur.end_ns == a:
+                cur = OwnershipSpan(cpu, counter, cur.start_ns, b, owner)
+            else:
+                if cur is not None:
+                    out.append(cur)
+                cur = OwnershipSpan(cpu, counter, a, b, owner)
+        if cur is not None:
+            out.append(cur)
+    return out

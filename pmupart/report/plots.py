@@ -173,10 +173,15 @@ def _draw_ownership(fig: Figure, axes: Sequence[Axes], spans: Sequence[Ownership
         mine = [s for s in spans if s.cpu == cpu]
         counters = sorted({s.counter for s in mine}, key=_counter_key)
         row = {c: i for i, c in enumerate(counters)}
+        # One bar collection per (counter, owner): a run with thousands of ownership
+        # changes draws in one call per row and owner, not one per span.
+        bars: dict[tuple[int, str], list[tuple[float, float]]] = {}
         for s in sorted(mine, key=lambda s: (_counter_key(s.counter), s.start_ns, s.owner)):
-            y = row[s.counter]
-            ax.broken_barh([(s.start_ns / div, (s.end_ns - s.start_ns) / div)], (y - 0.4, 0.8),
-                           facecolors=colours[s.owner], edgecolors="none")
+            bars.setdefault((row[s.counter], s.owner), []).append(
+                (s.start_ns / div, (s.end_ns - s.start_ns) / div))
+        for (y, owner), xranges in bars.items():
+            ax.broken_barh(xranges, (y - 0.4, 0.8), facecolors=colours[owner],
+                           edgecolors="none")
         ax.set_yticks(range(len(counters)), [counter_label(c) for c in counters])
         ax.set_ylim(-0.6, len(counters) - 0.4)
         ax.invert_yaxis()

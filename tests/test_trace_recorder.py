@@ -229,3 +229,19 @@ def test_slices_capped_flows_stay_anchored(tmp_path: Path) -> None:
     per_cpu = Counter(e["pid"] for e in evs if e["ph"] == "X")
     assert max(per_cpu.values()) <= 2
     assert tr.dropped["slice"] > 0
+
+
+def test_plot_spans_coarsened() -> None:
+    from pmupart.check.trace import _coarsen
+    from pmupart.report.plots import OwnershipSpan
+    # a counter that flips owner every 10 ns for 100 us, and one held by two owners
+    flips = [OwnershipSpan(0, 0, t, t + 10, "host" if (t // 10) % 2 else "vm0")
+             for t in range(0, 100_000, 10)]
+    calm = [OwnershipSpan(0, 1, 0, 40_000, "vm0"), OwnershipSpan(0, 1, 40_000, 60_000, "vm0"),
+            OwnershipSpan(0, 1, 60_000, 100_000, "free")]
+    out = _coarsen(flips + calm, 100_000, columns=100, exact_up_to=50)
+    row0 = [s for s in out if s.counter == 0]
+    assert 1 <= len(row0) <= 100
+    assert row0[0].start_ns == 0 and row0[-1].end_ns == 100_000
+    assert [(s.start_ns, s.end_ns, s.owner) for s in out if s.counter == 1] == \
+        [(0, 60_000, "vm0"), (60_000, 100_000, "free")]

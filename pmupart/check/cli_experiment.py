@@ -27,7 +27,9 @@ def experiment() -> None:
 @experiment.command("cover-letter")
 @click.option("--scale", type=click.FloatRange(min=0.001), default=2.0, show_default=True,
               help="Multiply the simulated work (2 runs in about 15 s).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="The scenarios' seed (they make no random choice, so it changes nothing "
+                   "today; kept so a random workload can be added).")
 @click.option("--markdown", is_flag=True, help="Print the comparison as a Markdown table.")
 @click.option("--details/--no-details", default=True, show_default=True,
               help="Also print what the model did in each run (traps, perf events, EL2 time).")

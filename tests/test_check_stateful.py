@@ -208,12 +208,13 @@ TestCheckedMachine = CheckedMachine.TestCase
 
 
 # ---------------------------------------------------------------------- the same machine, wrong
-@pytest.mark.parametrize(("options", "rule"), [
-    (KvmOptions(hpmn_source=HpmnSource.VM_PMU), "[hpmn-legal]"),
-    (KvmOptions(set_hpmd=False), "[el2-prohibited]"),
-    (KvmOptions(filter_at_load=False), "[own-work]"),
+@pytest.mark.parametrize(("options", "rules"), [
+    (KvmOptions(hpmn_source=HpmnSource.VM_PMU), ("hpmn-legal", "share", "irq-owner")),
+    (KvmOptions(set_hpmd=False), ("el2-prohibited",)),
+    (KvmOptions(filter_at_load=False), ("own-work",)),
 ])
-def test_the_state_machine_finds_known_wrong_variants(options: KvmOptions, rule: str,
+def test_the_state_machine_finds_known_wrong_variants(options: KvmOptions,
+                                                      rules: tuple[str, ...],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The random driver finds the v1 HPMN rule, HPMD left clear and the filter not re-applied
     on its own (PMOVS not cleared on load needs a stale flag no random guest leaves: see
@@ -231,4 +232,4 @@ def test_the_state_machine_finds_known_wrong_variants(options: KvmOptions, rule:
             max_examples=300, stateful_step_count=15, deadline=None, derandomize=True,
             phases=[Phase.generate], suppress_health_check=list(HealthCheck)))
     text = "".join(traceback.format_exception(exc.value))
-    assert rule in text
+    assert "verdict: " in text and any(f"[{r}]" in text for r in rules), text[-3000:]

@@ -9,6 +9,7 @@ VM's PMU (spec kvm-partitioning §2.4), HPMD left clear (§2.5), PMOVS not clear
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from pmupart.kvm.options import HpmnSource, KvmOptions
 from pmupart.sim import (
     MigrationPolicy,
     MigrationSpec,
+    PerfMode,
     PerfSession,
     Phase,
     ScenarioSpec,
@@ -85,6 +87,22 @@ def test_v1_hpmn_from_the_vm_pmu_is_caught_on_a_heterogeneous_machine() -> None:
     assert "hpmn-legal" in ck.verdict() or "share" in ck.verdict()
     share = first(ck, "share")  # the guest's mask takes the host's counters 4 and 5
     assert share.values["counters"] == "{4,5}"
+
+
+@pytest.mark.parametrize("v1", [True, False])
+def test_v1_hpmn_sends_host_overflows_to_the_guest(v1: bool) -> None:
+    """With host ``perf record`` sampling, the host's counters 4 and 5 overflow while they are
+    inside the v1 guest mask: the interrupt goes to both owners (spec §2.9)."""
+    opts = KvmOptions(hpmn_source=HpmnSource.VM_PMU) if v1 else KvmOptions()
+    spec = dataclasses.replace(scenario(HETERO, opts), host_perf=(
+        PerfSession(EV4, mode=PerfMode.RECORD, freq=4000),))
+    ck = check(spec)
+    if not v1:
+        assert ck.ok, ck.render()
+        return
+    v = first(ck, "irq-owner")
+    assert v.cpu in (2, 3) and v.values["counters"] in ("{4}", "{5}", "{4,5}")
+    assert "both to a host event and to the guest" in v.message
 
 
 def test_default_design_is_clean_on_the_same_heterogeneous_run() -> None:

@@ -16,9 +16,10 @@ The events it listens to: the engine's (``start``, ``retire``, ``switch_in/out``
 ``migrate``, ``fail_entry``, ``end``), the host's and KVM's (``vcpu_load``, ``vcpu_put``,
 ``trap``, ``virq``, ``pmu_irq`` with ``pending``, ``squeezed``, ``guest_counters_loaded``,
 ``guest_counters_saved``) and the hooks added for it (``el2_begin``/``el2_end`` around EL2
-work retired on a PE, ``guest_access_begin``/``guest_access`` around each guest register
-access, ``guest_retire`` for work a guest program retires).  The invariants are in
-:mod:`pmupart.check.invariants`, the ledger in :mod:`pmupart.check.ledger`.
+work retired on a PE, ``pe_count`` for each block of work the PE counts,
+``guest_access_begin``/``guest_access`` around each guest register access, ``guest_retire``
+for work a guest program retires; ``fast_forward`` when the engine extrapolates).  The
+invariants are in :mod:`pmupart.check.invariants`, the ledger in :mod:`pmupart.check.ledger`.
 """
 
 from __future__ import annotations

@@ -274,3 +274,21 @@ def test_every_invariant_names_its_rule_and_source() -> None:
     assert len(names) == len(set(names)) == 8
     for inv in ck.invariants:
         assert inv.rule and "spec " in inv.source and inv.__doc__
+
+
+def test_a_vcpu_running_outside_its_supported_cpus_is_reported() -> None:
+    """No variant skips KVM's ON_UNSUPPORTED_CPU check, so the rule is shown by taking it
+    away: the VM's supported CPUs lose this CPU while its vCPU runs there."""
+    m = machine(KvmOptions())
+    ck = Checker()
+    ck.attach(m)
+    v = partitioned_vcpu(m)
+
+    def prog(g: Any) -> None:
+        v.vm.supported_cpus = frozenset({1})  # as if KVM had skipped the check on entry
+        g.count({"INST_RETIRED": 10})
+
+    v.run(prog, cpu=0)
+    ck.finish()
+    viol = first(ck, "pmu-covers-cpu")
+    assert viol.cpu == 0 and viol.vcpu == "vm0:vcpu0" and viol.values["supported"] == [1]

@@ -240,3 +240,36 @@ def test_mdcr_has_hpme_always_and_hpmd_only_when_partitioned() -> None:
         assert seen[0] & HPME, (reserved, partition)
         assert bool(seen[0] & HPMD) == partition
         assert bool(seen[0] & TPM) != partition  # emulated: every access traps
+
+
+def test_v1_rule_on_a_smaller_cpu_does_not_touch_missing_counters() -> None:
+    """Under the v1 HPMN rule a VM's guest range (18 counters here) can exceed a CPU's 6:
+    KVM's partitioned accessors (PMCR.P, SW_INCR) must not reach counters the CPU lacks,
+    whose state is simply lost there (the checker reports the CONSTRAINED UNPREDICTABLE
+    HPMN)."""
+    from pmupart import Machine
+    from pmupart.host.topology import Topology
+    from pmupart.kvm import KvmOptions, uapi
+    from pmupart.kvm.options import HpmnSource
+
+    topo = Topology.from_mapping({"name": "h", "cluster": [
+        {"core": "cortex-a720", "count": 1, "num_counters": 20},
+        {"core": "c1-pro", "count": 1}]})
+    m = Machine.from_topology(topo, reserved_host_counters=2,
+                              kvm_options=KvmOptions(hpmn_source=HpmnSource.VM_PMU))
+    vcpu = m.kvm.create_vm().create_vcpu()
+    g = uapi.KVM_ARM_VCPU_PMU_V3_CTRL
+    vcpu.set_device_attr(g, m.kvm.options.enable_partition_attr, 1)
+    vcpu.set_device_attr(g, uapi.KVM_ARM_VCPU_PMU_V3_IRQ, 23)
+    vcpu.set_device_attr(g, uapi.KVM_ARM_VCPU_PMU_V3_INIT, None)
+    seen = {}
+
+    def guest(cpu):  # type: ignore[no-untyped-def]
+        cpu.write("PMCNTENSET_EL0", 0xFFFF)
+        cpu.write("PMCR_EL0", 0b11)  # E and P: resets every guest counter
+        cpu.write("PMSWINC_EL0", 0x3FFFF)
+        cpu.count({"INST_RETIRED": 100, "CPU_CYCLES": 200})
+        seen["hpmn_cu"] = m.host.cpus[1].pe.hpmn_constrained_unpredictable
+
+    vcpu.run(guest, cpu=1)
+    assert seen["hpmn_cu"] is True

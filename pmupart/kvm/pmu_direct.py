@@ -221,15 +221,22 @@ class PartitionedPmu(VcpuPmu):
     def _hw_write(self, name: str, value: int) -> None:
         self.host.cpus[self.hw_cpu or 0].pe.write_el2(name, value)
 
+    def _hw_has(self, idx: int) -> bool:
+        """This CPU implements counter ``idx`` (under the v1 HPMN rule a VM's counters can
+        outnumber a CPU's: those have no hardware here, and their state is lost)."""
+        return idx == CYCLE_IDX or idx < self.host.cpus[self.hw_cpu or 0].pe.num_counters
+
     def counter_value(self, idx: int) -> int:
         if self.hw_cpu is None:
             return super().counter_value(idx)
+        if not self._hw_has(idx):
+            return 0
         return self._hw("PMCCNTR_EL0" if idx == CYCLE_IDX else f"PMEVCNTR{idx}_EL0")
 
     def store_counter(self, idx: int, value: int) -> None:
         if self.hw_cpu is None:
             super().store_counter(idx, value)
-        else:
+        elif self._hw_has(idx):
             self._hw_write("PMCCNTR_EL0" if idx == CYCLE_IDX else f"PMEVCNTR{idx}_EL0",
                            value & M64)
 
@@ -326,7 +333,7 @@ class PartitionedPmu(VcpuPmu):
         if idx == CYCLE_IDX:
             self._hw_write("PMCCFILTR_EL0",
                            self.filtered_typer(self.ccfiltr, int(Event.CPU_CYCLES)))
-        elif idx < self.nr:
+        elif idx < self.nr and self._hw_has(idx):
             t = self.evtyper[idx]
             raw = not self.vm.kvm.options.filter_at_load
             self._hw_write(f"PMEVTYPER{idx}_EL0",

@@ -223,6 +223,33 @@ class HostKernel:
             self.charge(where, self.costs.perf_event_release, "perf_event_release")
             self.resched(where)
 
+    def perf_event_disable(self, ev: PerfEvent, charge_cpu: int | None = None) -> None:
+        """``perf_event_disable``: the event leaves its counter (its count is read) and stops
+        accruing enabled time; nothing else is rescheduled (``__perf_event_disable``)."""
+        if ev.state in (EventState.OFF, EventState.DEAD):
+            return
+        for c in self._cpus_for(ev.leader):
+            self.flush(c)
+            self.cpus[c].ctx.update_times(self.cpus[c].now_ns)
+            if ev.hw_idx is not None:
+                ev.pmu.remove(c, ev)
+        ev.state = EventState.OFF
+        if charge_cpu is not None:
+            self.charge(charge_cpu, self.costs.perf_sched_event, "perf_event_disable")
+
+    def perf_event_enable(self, ev: PerfEvent, charge_cpu: int | None = None) -> None:
+        """``perf_event_enable``: back to INACTIVE, then the context is rescheduled so it can
+        get a counter (``__perf_event_enable`` -> ``ctx_resched``)."""
+        if ev.state is not EventState.OFF:
+            return
+        ev.state = EventState.INACTIVE
+        cpus = self._cpus_for(ev.leader)
+        for c in cpus:
+            ev._tstamp = self.cpus[c].now_ns
+            self.resched(c)
+        if charge_cpu is not None:
+            self.charge(charge_cpu, self.costs.perf_sched_event, "perf_event_enable")
+
     def _invalidate_ctx(self) -> None:
         for hc in self.cpus:
             hc.ctx.invalidate()

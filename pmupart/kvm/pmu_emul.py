@@ -119,15 +119,18 @@ class EmulatedPmu(VcpuPmu):
         self._create(idx)
 
     def reprogram(self) -> None:
-        """``kvm_pmu_reprogram_counter_mask``: enabled counters get (or keep) their event,
-        disabled ones are stopped (``perf_event_disable``: here, released with their value
-        saved, which is what the guest can observe)."""
+        """``kvm_pmu_reprogram_counter_mask``: an enabled counter gets its perf event
+        (``kvm_pmu_create_perf_event``) or has it enabled again (``perf_event_enable``); a
+        disabled one has its event disabled (``perf_event_disable``), kept for later."""
         for idx in [*range(self.nr), CYCLE_IDX]:
-            has = idx in self.perf
-            if self._enabled(idx) and not has:
-                self._create(idx)
-            elif not self._enabled(idx) and has:
-                self._release(idx)
+            ev = self.perf.get(idx)
+            if self._enabled(idx):
+                if ev is None:
+                    self._create(idx)
+                elif ev.state is EventState.OFF:
+                    self.host.perf_event_enable(ev, charge_cpu=self.vcpu.cpu)
+            elif ev is not None and ev.state is not EventState.OFF:
+                self.host.perf_event_disable(ev, charge_cpu=self.vcpu.cpu)
 
     def _overflow(self, ev: PerfEvent) -> None:
         """``kvm_pmu_perf_overflow``: set the guest's overflow flag, chain, re-arm the period

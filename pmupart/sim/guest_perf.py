@@ -221,12 +221,16 @@ class GuestPmuDriver:
             self.rotations += 1
 
     def irq(self, cpu: RegisterApi) -> None:
-        """``armv8pmu_handle_irq`` in the guest: read and clear PMOVS, update and re-arm."""
+        """``armv8pmu_handle_irq`` in the guest: read and clear PMOVS, stop the PMU
+        (``armv8pmu_stop``: PMCR.E = 0), update and re-arm each overflowed counter, start it
+        again (``armv8pmu_start``)."""
         self.irqs += 1
         ovs = cpu.read("PMOVSCLR_EL0").value or 0
         if not ovs:
             return
         cpu.write("PMOVSCLR_EL0", ovs)
+        pmcr = cpu.read("PMCR_EL0").value or 0
+        cpu.write("PMCR_EL0", pmcr & ~(1 | (0x1F << 11)))
         for i, idx in list(self.counter.items()):
             if not (ovs >> idx) & 1:
                 continue
@@ -234,6 +238,8 @@ class GuestPmuDriver:
             if self.session.mode is PerfMode.RECORD:
                 self.samples[i] += 1
             self._set_period(cpu, i, idx)
+        pmcr = cpu.read("PMCR_EL0").value or 0
+        cpu.write("PMCR_EL0", (pmcr | 1) & ~(0x1F << 11))
 
     def finish(self, cpu: RegisterApi) -> None:
         """Read the final counts (``perf stat`` closing its events), at EL1."""

@@ -6,26 +6,27 @@ input (no such file, a malformed scenario, a bad option).
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 
 import click
 
 from pmupart.cli import fail
 from pmupart.errors import PmupartError
-from pmupart.sim.cli_run import parse_duration
+from pmupart.sim.cli_run import load_for_cli
 
 
 @click.command("check")
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
 @click.option("--duration", default=None, help="Override the simulated duration (2s, 250ms).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a scenario field, as pmupart run --set.")
 @click.option("--notes/--no-notes", default=False,
               help="Also print the notes: documented exceptions, losses, perf's scaling.")
 @click.option("--max-reports", type=click.IntRange(1, None), default=200, show_default=True,
               help="Violations listed per invariant (all are counted).")
-def check(scenario: str, seed: int | None, duration: str | None, notes: bool,
-          max_reports: int) -> None:
+def check(scenario: str, seed: int | None, duration: str | None, overrides: tuple[str, ...],
+          notes: bool, max_reports: int) -> None:
     """Run SCENARIO with the invariant checker; print each violation (time, CPU, vCPU, rule,
     values) and the verdict.  Exit status 1 if any invariant broke.
 
@@ -35,19 +36,9 @@ def check(scenario: str, seed: int | None, duration: str | None, notes: bool,
       pmupart check examples/hetero-migration-v1.toml --duration 50ms
     """
     from pmupart.check import Checker
-    from pmupart.scenario import load_scenario
     from pmupart.sim.session import run_scenario
 
-    try:
-        spec = load_scenario(scenario)
-        if seed is not None:
-            spec = dataclasses.replace(spec, seed=seed)
-        if duration is not None:
-            spec = dataclasses.replace(spec, duration_ns=parse_duration(duration))
-    except FileNotFoundError:
-        fail(f"no such scenario file: {scenario}")
-    except (PmupartError, ValueError) as e:
-        fail(str(e))
+    spec = load_for_cli(scenario, seed=seed, duration=duration, overrides=overrides)
     checker = Checker(max_reports=max_reports)
     try:
         result = run_scenario(spec, listeners=[checker.listener])

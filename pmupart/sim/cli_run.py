@@ -10,6 +10,26 @@ import click
 
 from pmupart.cli import fail
 from pmupart.errors import PmupartError
+from pmupart.sim.spec import ScenarioSpec
+
+
+def load_for_cli(scenario: str, *, seed: int | None, duration: str | None,
+                 overrides: tuple[str, ...] = ()) -> ScenarioSpec:
+    """Load SCENARIO with the command line's overrides, or exit 2 with the reason (the
+    shared front half of ``pmupart run`` and ``pmupart check``)."""
+    from pmupart.scenario import load_scenario
+
+    try:
+        spec = load_scenario(scenario, overrides=overrides)
+        if seed is not None:
+            spec = dataclasses.replace(spec, seed=seed)
+        if duration is not None:
+            spec = dataclasses.replace(spec, duration_ns=parse_duration(duration))
+    except FileNotFoundError:
+        fail(f"no such scenario file: {scenario}")
+    except (PmupartError, ValueError) as e:
+        fail(str(e))
+    return spec
 
 
 def parse_duration(text: str) -> int:
@@ -48,20 +68,10 @@ def run(scenario: str, seed: int | None, duration: str | None, overrides: tuple[
     Example:
       pmupart run examples/hetero-migration.toml
     """
-    from pmupart.scenario import load_scenario
     from pmupart.sim.session import run_scenario
     from pmupart.sim.summary import render
 
-    try:
-        spec = load_scenario(scenario, overrides=overrides)
-        if seed is not None:
-            spec = dataclasses.replace(spec, seed=seed)
-        if duration is not None:
-            spec = dataclasses.replace(spec, duration_ns=parse_duration(duration))
-    except FileNotFoundError:
-        fail(f"no such scenario file: {scenario}")
-    except (PmupartError, ValueError) as e:
-        fail(str(e))
+    spec = load_for_cli(scenario, seed=seed, duration=duration, overrides=overrides)
     listeners = []
     checker = None
     try:

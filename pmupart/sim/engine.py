@@ -181,6 +181,7 @@ class Engine:
             if all(c.done or c.failed for c in self.contexts) and self.contexts:
                 break
         for r in self.rqs:
+            self._ff_cancel(r)
             self._switch_out(r)
         self._finish_drivers()
         self.host.flush_all()
@@ -207,16 +208,17 @@ class Engine:
         assert ctx is not None
         if self.fast_forward:
             w = rq.ff_window
-            if w is not None and (w.ctx is not ctx or len(runnable) > 1):
+            fresh = len(runnable) == 1 or rq.slice_end - now == self.slice_ns
+            if w is not None and runnable != w.group:
                 self._ff_cancel(rq)
-            elif w is not None and w.done(self, cpu):
+            elif w is not None and ctx is w.ctx and fresh and w.done(self, cpu):
                 rq.ff_window = None
                 fastforward.finish(self, rq, w, barrier)
                 now = hc.now_ns
                 if now >= barrier:
                     return
-            if rq.ff_window is None and len(runnable) == 1:
-                rq.ff_window = fastforward.begin(self, rq, ctx, barrier)
+            if rq.ff_window is None and fresh:
+                rq.ff_window = fastforward.begin(self, rq, ctx, runnable, barrier)
         stop = barrier
         if rq.ff_window is not None:
             stop = min(stop, max(now + 1, rq.ff_window.next_stop(self, cpu)))
@@ -334,7 +336,6 @@ class Engine:
             rq.ff_window = None
 
     def _switch_out(self, rq: CpuRq) -> None:
-        self._ff_cancel(rq)
         ctx = rq.current
         if ctx is None:
             return
@@ -383,6 +384,8 @@ class Engine:
             if src == dst or src is None:
                 continue
             rq = self.rqs[src]
+            self._ff_cancel(rq)
+            self._ff_cancel(self.rqs[dst])
             if rq.current is c:
                 self._switch_out(rq)
             rq.queue.remove(c)

@@ -250,6 +250,30 @@ class HostKernel:
         if charge_cpu is not None:
             self.charge(charge_cpu, self.costs.perf_sched_event, "perf_event_enable")
 
+    def perf_event_enable_many(self, evs: list[PerfEvent], charge_cpu: int | None = None
+                               ) -> None:
+        """``perf_event_enable`` on several events in a row (KVM enabling every guest counter
+        at a PMCR_EL0.E write).  Each enable reschedules its context in Linux; the events end
+        where one reschedule puts them, so the model reschedules once and charges the other
+        reschedules' work as it measured the first."""
+        evs = [e for e in evs if e.state is EventState.OFF]
+        if not evs:
+            return
+        cpus: set[int] = set()
+        for e in evs:
+            e.state = EventState.INACTIVE
+            for c in self._cpus_for(e.leader):
+                e._tstamp = self.cpus[c].now_ns
+                cpus.add(c)
+        for c in sorted(cpus):
+            hc = self.cpus[c]
+            before = hc.el2_cycles
+            self.resched(c)
+            if len(evs) > 1:
+                self.charge(c, (hc.el2_cycles - before) * (len(evs) - 1), "perf_sched")
+        if charge_cpu is not None:
+            self.charge(charge_cpu, len(evs) * self.costs.perf_sched_event, "perf_event_enable")
+
     def _invalidate_ctx(self) -> None:
         for hc in self.cpus:
             hc.ctx.invalidate()

@@ -122,15 +122,17 @@ class EmulatedPmu(VcpuPmu):
         """``kvm_pmu_reprogram_counter_mask``: an enabled counter gets its perf event
         (``kvm_pmu_create_perf_event``) or has it enabled again (``perf_event_enable``); a
         disabled one has its event disabled (``perf_event_disable``), kept for later."""
+        enable: list[PerfEvent] = []
         for idx in [*range(self.nr), CYCLE_IDX]:
             ev = self.perf.get(idx)
             if self._enabled(idx):
                 if ev is None:
                     self._create(idx)
                 elif ev.state is EventState.OFF:
-                    self.host.perf_event_enable(ev, charge_cpu=self.vcpu.cpu)
+                    enable.append(ev)
             elif ev is not None and ev.state is not EventState.OFF:
                 self.host.perf_event_disable(ev, charge_cpu=self.vcpu.cpu)
+        self.host.perf_event_enable_many(enable, charge_cpu=self.vcpu.cpu)
 
     def _overflow(self, ev: PerfEvent) -> None:
         """``kvm_pmu_perf_overflow``: set the guest's overflow flag, chain, re-arm the period

@@ -33,7 +33,11 @@ def exec_cmd(program: Path, core: str, vpmu: str, reserved: int, precise: bool,
     """
     from pmupart.arch import PE
     from pmupart.cli import fail
-    from pmupart.guest.aarch64 import AArch64Program, AsmError, GuestError, RunResult
+
+    try:
+        from pmupart.guest.aarch64 import AArch64Program, AsmError, GuestError, RunResult
+    except ImportError as e:
+        fail(f"pmupart exec needs the AArch64 emulator: pip install 'pmupart[guest]' ({e})")
 
     try:
         prog = AArch64Program.from_asm(program.read_text(), precise=precise,

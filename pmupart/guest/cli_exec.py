@@ -35,6 +35,9 @@ def exec_cmd(program: Path, core: str, vpmu: str, reserved: int, precise: bool,
     from pmupart.cli import fail
 
     try:
+        import llvmlite  # noqa: F401  (the native counting hooks)
+        import unicorn  # noqa: F401
+
         from pmupart.guest.aarch64 import AArch64Program, AsmError, GuestError, RunResult
     except ImportError as e:
         fail(f"pmupart exec needs the AArch64 emulator: pip install 'pmupart[guest]' ({e})")

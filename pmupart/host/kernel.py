@@ -525,7 +525,6 @@ class HostKernel:
         if n:
             self.charge(cpu, n * self.costs.pmu_irq_per_event, "pmu_irq")
         self.emit("pmu_irq", cpu=cpu, handled=n, pending=pending)
-        _ = hc
 
 
 def _split_at_overflow(pe: PE, rem: dict[int, int], cycle_limit: int | None

@@ -230,8 +230,6 @@ class Engine:
             stop = min(stop, max(ctx.next_tick_ns, now + 1))
         phase, left = ctx.phase_at(ctx.work_ns)
         stop = min(stop, now + max(1, left))
-        if ctx.workload.instructions is not None:
-            pass  # completion is checked after the block
         dt = max(1, stop - now)
         self._run(ctx, cpu, phase, dt)
         rq.busy_ns += hc.now_ns - now

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pmupart.arch.events import Event, event_name
+from pmupart.arch.events import event_name
 from pmupart.arch.policy import Policies
 from pmupart.host.kernel import HostCosts, HostKernel
 from pmupart.host.perf_event import PerfEvent, PerfEventAttr, Task
@@ -261,5 +261,3 @@ def _workload(wl: dict[str, Workload], name: str, who: str) -> Workload:
                          f"{', '.join(sorted(wl))}")
     return w
 
-
-_ = Event

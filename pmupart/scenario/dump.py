@@ -199,6 +199,8 @@ def dump_scenario(spec: ScenarioSpec) -> str:
             out.append(f"vcpu_affinity = {_v([cpulist(a) for a in vm.vcpu_affinity])}")
         if vm.workload != "idle":
             out.append(f"workload = {_v(vm.workload)}")
+        if vm.program is not None:
+            out.append(f"program = {_v(vm.program)}")
         if vm.filters:
             out.append("filter = " + _v([{"action": f.action, "base": _ev(f.base_event),
                                           "nevents": f.nevents} for f in vm.filters]))

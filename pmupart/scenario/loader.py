@@ -588,6 +588,28 @@ class _Builder:
             out[name] = Workload(name, tuple(phases), instr)
         return out
 
+    def program(self, loc: Loc, ref: str) -> str:
+        """A guest program: an existing ``.S`` file (relative to the scenario) or a Python
+        ``module:function`` that imports."""
+        if ref.endswith((".S", ".s")):
+            base = self.base_dir if self.base_dir is not None else Path(".")
+            p = Path(ref) if Path(ref).is_absolute() else base / ref
+            if not p.is_file():
+                self.fail(loc, f"expected an AArch64 assembly file, found no file {str(p)!r}")
+            return str(p)
+        mod, _, attr = ref.partition(":")
+        if not mod or not attr:
+            self.fail(loc, f"expected a .S file or a Python 'module:function', found {ref!r}")
+        try:
+            import importlib
+            obj = getattr(importlib.import_module(mod), attr, None)
+        except ImportError as e:
+            self.fail(loc, f"expected an importable module, found {mod!r} ({e})")
+        if not callable(obj):
+            self.fail(loc, f"expected {attr!r} in {mod!r} to be a guest program (a callable "
+                      f"taking the guest CPU), found {obj!r}")
+        return ref
+
     def workload_ref(self, loc: Loc, name: str, defined: Mapping[str, Workload]) -> str:
         if name != "idle" and name not in defined:
             names = sorted(set(defined) | {"idle"})
@@ -704,12 +726,14 @@ class _Builder:
             vaff = tuple(self.cpus((*loc, "vcpu_affinity", j), a)
                          for j, a in enumerate(v.vcpu_affinity))
             perf = self.perf((*loc, "perf"), v.perf) if v.perf is not None else None
+            program = self.program((*loc, "program"), v.program) if v.program else None
             vms.append(VmSpec(
                 name=v.name, vcpus=v.vcpus, pmu=v.pmu, irqchip=v.irqchip, irq=v.irq,
                 partition=v.partition, set_pmu=v.set_pmu, nr_counters=v.nr_counters,
                 filters=self.filters((*loc, "filter"), v.filter), affinity=aff,
                 vcpu_affinity=vaff,
-                workload=self.workload_ref((*loc, "workload"), v.workload, wls), perf=perf))
+                workload=self.workload_ref((*loc, "workload"), v.workload, wls), perf=perf,
+                program=program))
 
         mg = f.migration
         migration = MigrationSpec(MigrationPolicy(mg.policy),

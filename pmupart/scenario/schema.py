@@ -135,6 +135,7 @@ class VmTable(_Strict):
     vcpu_affinity: list[CpuList] = Field(default_factory=list)
     workload: str = "idle"
     perf: GuestPerfTable | None = None
+    program: str | None = None
 
 
 class HostTaskTable(_Strict):

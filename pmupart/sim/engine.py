@@ -51,6 +51,10 @@ class Context:
         self.finish_ns: int | None = None
         self.instructions = 0
         self.driver: GuestPmuDriver | None = None
+        #: a guest program run once, on the vCPU's first entry (KVM's ``program(cpu)``)
+        self.program: Callable[[Any], object] | None = None
+        self.program_ran = False
+        self.program_result: object = None
         self.guest: GuestCpu | None = None
         self.next_tick_ns = 0
         self._frac: dict[int, float] = {}
@@ -59,6 +63,16 @@ class Context:
     @property
     def is_vcpu(self) -> bool:
         return self.vcpu is not None
+
+    @property
+    def runnable(self) -> bool:
+        """Wants the CPU: not finished, and either a program to run or a workload that is not
+        ``idle`` (an idle thread is blocked: its CPU waits in WFI)."""
+        if self.done or self.failed:
+            return False
+        if self.program is not None and not self.program_ran:
+            return True
+        return self.workload.name != "idle"
 
     def phase_at(self, t: int) -> tuple[Phase, int]:
         """The phase at workload time ``t`` and the time left in it."""
@@ -191,7 +205,7 @@ class Engine:
         rq = self.rqs[cpu]
         hc = self.host.cpus[cpu]
         now = hc.now_ns
-        runnable = [c for c in rq.queue if not (c.done or c.failed)]
+        runnable = [c for c in rq.queue if c.runnable]
         if not runnable:
             self._switch_out(rq)
             self.host.advance_idle(cpu, barrier - now)
@@ -206,6 +220,9 @@ class Engine:
             rq.slice_end = now + self.slice_ns
         ctx = rq.current
         assert ctx is not None
+        if ctx.program is not None and not ctx.program_ran and ctx.guest is not None:
+            self._run_program(ctx, cpu)
+            return
         if self.fast_forward:
             w = rq.ff_window
             fresh = len(runnable) == 1 or rq.slice_end - now == self.slice_ns
@@ -240,6 +257,23 @@ class Engine:
             ctx.next_tick_ns = hc.now_ns + self.guest_tick_ns
         elif ctx.driver is not None:
             ctx.driver.account(hc.now_ns - now)
+
+    def _run_program(self, ctx: Context, cpu: int) -> None:
+        """Run the vCPU's guest program to completion (no preemption inside it): its
+        accesses trap or not as on any vCPU, its ``count()`` calls retire work and move the
+        CPU's clock."""
+        assert ctx.program is not None and ctx.guest is not None
+        hc = self.host.cpus[cpu]
+        start = hc.now_ns
+        ctx.program_ran = True
+        self.emit("program_start", cpu=cpu, ctx=ctx.name, t=start)
+        ctx.program_result = ctx.program(ctx.guest)
+        ctx.guest.el = 1
+        ctx.cpu_ns += hc.now_ns - start
+        self.rqs[cpu].busy_ns += hc.now_ns - start
+        self.emit("program_end", cpu=cpu, ctx=ctx.name, t=hc.now_ns)
+        if ctx.workload.name == "idle":
+            ctx.finish_ns = hc.now_ns
 
     def _pick(self, rq: CpuRq, runnable: list[Context]) -> Context:
         """Round robin: the next runnable after the current one."""
@@ -367,7 +401,7 @@ class Engine:
             for c in self._movable():
                 moves.append((c, self.rng.choice(sorted(c.affinity))))
         elif pol is MigrationPolicy.LOAD_BALANCE:
-            load = {r.cpu: len([c for c in r.queue if not (c.done or c.failed)])
+            load = {r.cpu: len([c for c in r.queue if c.runnable])
                     for r in self.rqs}
             busiest = max(load, key=lambda c: (load[c], -c))
             for c in self._movable():

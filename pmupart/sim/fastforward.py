@@ -241,7 +241,7 @@ def finish(eng: Engine, rq: CpuRq, w: Window, barrier: int) -> None:
     host = eng.host
     hc = host.cpus[rq.cpu]
     dnow = b.now - a.now
-    runnable = [c for c in rq.queue if not (c.done or c.failed)]
+    runnable = [c for c in rq.queue if c.runnable]
     steady = (
         rq.current is w.ctx and dnow > 0 and runnable == group
         and [id(e) for e in b.evs] == [id(e) for e in a.evs] and b.flex == a.flex

@@ -217,6 +217,8 @@ def run_scenario(spec: ScenarioSpec, *, progress: Callable[[int], None] | None =
             c = Context(v.name, _workload(wl, vs.workload, vs.name), aff, vcpu=v, task=v.task)
             if vs.perf is not None and vs.pmu:
                 c.driver = GuestPmuDriver(vs.perf)
+            if vs.program is not None:
+                c.program = load_program(vs.program)
             ctxs.append(c)
             contexts.append(c)
         vms.append((vm, vs, ctxs))
@@ -252,6 +254,23 @@ def run_scenario(spec: ScenarioSpec, *, progress: Callable[[int], None] | None =
     host_results = [(s.session, s.results(m.host)) for s in host_sessions]
     return RunResult(spec, m, eng, vm_results, host_results, time.perf_counter() - t0,
                      contexts)
+
+
+def load_program(ref: str) -> Callable[[Any], object]:
+    """A guest program from a scenario: an AArch64 assembly file (``*.S``, run under unicorn)
+    or a Python ``module:function``."""
+    if ref.endswith((".S", ".s")):
+        from pathlib import Path
+
+        from pmupart.guest.aarch64 import AArch64Program
+        return AArch64Program.from_asm(Path(ref).read_text(encoding="utf-8"))
+    import importlib
+
+    mod, _, attr = ref.partition(":")
+    fn = getattr(importlib.import_module(mod), attr)
+    if not callable(fn):
+        raise ValueError(f"guest program {ref!r} is not callable")
+    return fn  # type: ignore[no-any-return]
 
 
 def _workload(wl: dict[str, Workload], name: str, who: str) -> Workload:

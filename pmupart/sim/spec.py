@@ -105,6 +105,9 @@ class VmSpec:
     vcpu_affinity: tuple[tuple[int, ...], ...] = ()  #: per-vCPU pinning (overrides)
     workload: str = "idle"
     perf: PerfSession | None = None
+    #: a guest program each vCPU runs once, when first scheduled: an AArch64 assembly file
+    #: (``*.S``) or a Python ``module:function`` taking the guest CPU (KVM's ``program(cpu)``)
+    program: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,28 +1,20 @@
 """``pmupart decode`` and ``pmupart cores``: golden output and errors (exit code 2).
 
 Regenerate the golden files with ``PMUPART_UPDATE_GOLDEN=1 python -m pytest
-tests/test_arch_cli.py`` (or ``--update-golden`` where a conftest defines it) and review the
+tests/test_arch_cli.py`` (or ``--update-golden``, tests/conftest.py) and review the
 diff before committing.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import check_golden as _check_golden
 
 from pmupart.cli import main
-
-GOLDEN = Path(__file__).parent / "golden" / "arch"
-
-
-def _updating(request: pytest.FixtureRequest) -> bool:
-    return os.environ.get("PMUPART_UPDATE_GOLDEN") == "1" or bool(
-        request.config.getoption("--update-golden", default=False))
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -31,12 +23,7 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
 
 def check_golden(request: pytest.FixtureRequest, name: str, got: str) -> None:
-    path = GOLDEN / name
-    if _updating(request):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(got)
-    assert path.exists(), f"{path} missing: run with PMUPART_UPDATE_GOLDEN=1"
-    assert got == path.read_text(), f"{path} differs; PMUPART_UPDATE_GOLDEN=1 to regenerate"
+    _check_golden(f"arch/{name}", got)
 
 
 DECODES = {

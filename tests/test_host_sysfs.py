@@ -6,12 +6,12 @@ tests/test_host_sysfs.py`` and review the diff.
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import check_golden
 
 from pmupart.cli import main
 from pmupart.host import (
@@ -25,8 +25,6 @@ from pmupart.host import (
 )
 from pmupart.host.sysfs import parse_cpuinfo
 
-GOLDEN = Path(__file__).parent / "golden" / "sysfs"
-
 
 def _lines(files: dict[str, str]) -> str:
     return "".join(f"{k}: {v}" for k, v in files.items())
@@ -34,12 +32,7 @@ def _lines(files: dict[str, str]) -> str:
 
 @pytest.mark.parametrize("preset", ["tensor-g1", "snapdragon-8-gen-2", "graviton3"])
 def test_golden_tree(preset: str) -> None:
-    got = _lines(render_sysfs(get_preset(preset)))
-    path = GOLDEN / f"{preset}.txt"
-    if os.environ.get("PMUPART_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(got)
-    assert got == path.read_text(), f"{path} differs; PMUPART_UPDATE_GOLDEN=1 to regenerate"
+    check_golden(f"sysfs/{preset}.txt", _lines(render_sysfs(get_preset(preset))))
 
 
 def test_files_as_the_kernel_prints_them() -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import io
-import os
 import re
-from pathlib import Path
 
 import pytest
+from conftest import check_golden as _check_golden
 
 from pmupart.report.tables import (
     OverheadReport,
@@ -21,16 +20,9 @@ from pmupart.report.tables import (
     render_overhead,
 )
 
-GOLDEN = Path(__file__).parent / "golden" / "report"
-
 
 def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("PMUPART_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8", newline="")
-    assert path.exists(), f"{path} missing: run with PMUPART_UPDATE_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8"), f"{name} differs from the golden file"
+    _check_golden(f"report/{name}", text)
 
 
 def sample() -> OverheadReport:

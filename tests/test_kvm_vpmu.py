@@ -100,8 +100,13 @@ class BareCpu:
 
 
 def fgt_machine(reserved: int = 2) -> Machine:
+    """Two Cortex-A720s; the emulated vPMU's SW_INCR filtered by EL as the architecture does
+    (KvmOptions.emulated_swinc_el_filter), so all three backends must agree."""
+    from pmupart.kvm import KvmOptions
+
     topo = Topology.from_mapping({"name": "fgt", "cluster": [{"core": "cortex-a720", "count": 2}]})
-    return Machine.from_topology(topo, reserved_host_counters=reserved)
+    return Machine.from_topology(topo, reserved_host_counters=reserved,
+                                 kvm_options=KvmOptions(emulated_swinc_el_filter=True))
 
 
 def run_on(kind: str, program: Callable[[Any], object], n: int = N,
@@ -370,3 +375,28 @@ def test_el0_pmuserenr_gate() -> None:
     for k, row in ref.items():
         want = tuple("UNDEFINED" if o == "TRAP_EL1" else o for o in row)
         assert outs["emulated"][k] == want, k
+
+
+def test_emulated_swinc_ignores_the_el_filter_as_kvm_does() -> None:
+    """Upstream kvm_pmu_counter_increment checks PMCR.E, PMCNTENSET and the event type only:
+    a SW_INCR counter filtered out of EL1 (P = 1) still counts a write from EL1 on the
+    emulated vPMU (the default), while the architecture (and the option) does not count it."""
+    from pmupart.kvm import KvmOptions
+
+    def prog(cpu: Any) -> None:
+        cpu.write("PMEVTYPER0_EL0", (1 << 31) | 0x00)  # SW_INCR, not at EL1
+        cpu.write("PMCNTENSET_EL0", 1)
+        cpu.write("PMCR_EL0", 1)
+        cpu.write("PMSWINC_EL0", 1)
+        got.append(cpu.read("PMEVCNTR0_EL0").value)
+
+    for arch, want in ((False, 1), (True, 0)):
+        got: list[int] = []
+        topo = Topology.from_mapping({"name": "t", "cluster": [{"core": "cortex-a720",
+                                                                 "count": 1}]})
+        m = Machine.from_topology(topo, kvm_options=KvmOptions(emulated_swinc_el_filter=arch))
+        v = m.kvm.create_vm().create_vcpu()
+        v.set_device_attr(CTRL, 0, 23)
+        v.set_device_attr(CTRL, 1, None)
+        v.run(prog, cpu=0)
+        assert got == [want]

@@ -57,6 +57,7 @@ set_hpmd = false
 clear_pmovs_on_load = false
 filter_at_load = false
 save_pmovs_on_put = false
+emulated_swinc_el_filter = true
 enable_partition_attr = 7
 
 [kvm.costs]
@@ -178,8 +179,8 @@ def test_every_key_reaches_the_spec() -> None:
             o["mux_interval_ms"]) == (3, "static", "low-to-high", 8)
     k = o["kvm_options"]
     assert (k.hpmn_source, k.swap, k.set_hpmd, k.clear_pmovs_on_load, k.filter_at_load,
-            k.save_pmovs_on_put, k.enable_partition_attr) == \
-        (HpmnSource.VM_PMU, Swap.EAGER, False, False, False, False, 7)
+            k.save_pmovs_on_put, k.emulated_swinc_el_filter, k.enable_partition_attr) == \
+        (HpmnSource.VM_PMU, Swap.EAGER, False, False, False, False, True, 7)
     assert o["kvm_costs"] == KvmCosts(1, 2, 3, 4, 5, 6)
     assert o["host_costs"] == HostCosts(11, 12, 13, 14, 15, 16, 17, 18, 19)
     assert o["policies"] == Policies(chain_straddle=ChainStraddle.NO_COUNT, unknown_reset=1,

@@ -49,6 +49,10 @@ class KvmOptions:
     save_pmovs_on_put: bool = True
     #: the series' ENABLE_PARTITION attribute number (not upstream; clashes with another series)
     enable_partition_attr: int = 5
+    #: apply the counter's EL filter (P/U) to the emulated vPMU's SW_INCR and CHAIN, as the
+    #: architecture does (ARM §D13.7.3.2); upstream ``kvm_pmu_counter_increment`` checks only
+    #: PMCR.E, PMCNTENSET and the event type (default: as KVM does)
+    emulated_swinc_el_filter: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,15 @@ class EmulatedPmu(VcpuPmu):
         self.host.perf_event_release(ev, charge_cpu=self.vcpu.cpu)
         self.vcpu.stats.perf_events_released += 1
 
+    def counter_increment(self, mask: int, event: int, el: int | None) -> None:
+        """``kvm_pmu_counter_increment``: PMCR.E, PMCNTENSET and the event type decide; the
+        counter's EL filter does not (unless ``KvmOptions.emulated_swinc_el_filter``), so a
+        guest's SW_INCR counts whatever P/U say, where the architecture filters it by the EL
+        of the write (ARM §D13.7.3.2)."""
+        if not self.vm.kvm.options.emulated_swinc_el_filter:
+            el = None
+        super().counter_increment(mask, event, el)
+
     def on_evtyper_change(self, idx: int) -> None:
         """``kvm_pmu_set_counter_event_type``: a new event means a new perf event."""
         self._create(idx)

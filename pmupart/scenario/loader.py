@@ -473,6 +473,7 @@ class _Builder:
                           set_hpmd=kv.set_hpmd, clear_pmovs_on_load=kv.clear_pmovs_on_load,
                           filter_at_load=kv.filter_at_load,
                           save_pmovs_on_put=kv.save_pmovs_on_put,
+                          emulated_swinc_el_filter=kv.emulated_swinc_el_filter,
                           enable_partition_attr=kv.enable_partition_attr)
         kvm_costs = typing.cast(BaseModel, kv.costs).model_dump(exclude_none=True)
         host_costs = typing.cast(BaseModel, self.f.host.costs).model_dump(exclude_none=True)

@@ -77,6 +77,7 @@ class KvmTable(_Strict):
     clear_pmovs_on_load: bool = True
     filter_at_load: bool = True
     save_pmovs_on_put: bool = True
+    emulated_swinc_el_filter: bool = False
     enable_partition_attr: int = Field(default=5, ge=0)
     costs: KvmCostsTable = Field(default_factory=KvmCostsTable)  # type: ignore[valid-type]
 

@@ -227,8 +227,8 @@ class VCPU:
 
         ``value`` is an int (IRQ, SET_PMU, SET_NR_COUNTERS, ENABLE_PARTITION as a 32-bit
         boolean), a :class:`~pmupart.kvm.uapi.KvmPmuEventFilter` (FILTER), or ``None`` for
-        INIT.  An unreadable user pointer is modelled by passing ``uapi`` ... not an int:
-        a value of the wrong type is -EFAULT, as a bad pointer would be.
+        INIT.  An unreadable user pointer is modelled by a value of the wrong type (say
+        ``None`` for IRQ): -EFAULT, as the kernel's ``get_user``/``copy_from_user`` fails.
         """
         name = self._attr_name(attr)
         ioctl = "KVM_SET_DEVICE_ATTR"

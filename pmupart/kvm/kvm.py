@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pmupart.arch.features import PMUVer
 from pmupart.errors import PmupartError
+from pmupart.host.perf_event import Task
 from pmupart.kvm import uapi
 from pmupart.kvm.options import Backend, KvmCosts, KvmOptions
 
@@ -181,7 +182,6 @@ class VCPU:
         self.stats = VcpuStats()
         self.cpu: int | None = None  #: loaded on this physical CPU
         self.on_unsupported_cpu = False
-        from pmupart.host.perf_event import Task
         self.task = Task(self.name, 1000 + 10 * len(vm.kvm.vms) + idx)
         self.last_cpu: int | None = None
 

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pmupart.arch.cores import CORES, Core, get_core
 from pmupart.errors import InputError, suggest
+from pmupart.tomlpos import field_path, line_of
 
 Firmware = Literal["dt", "acpi"]
 
@@ -386,49 +387,8 @@ def _allowed_fields(loc: tuple[int | str, ...]) -> str:
     return ", ".join(model.model_fields)
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _line_of(text: str | None, loc: tuple[int | str, ...]) -> int:
-    """Best-effort line number of the TOML element at ``loc`` (0 when unknown)."""
-    if text is None:
-        return 0
-    lines = text.splitlines()
-    start, end = 0, len(lines)
-    header_re = re.compile(r"^\s*\[")
-    rest = list(loc)
-    if rest and rest[0] == "cluster" and len(rest) >= 2 and isinstance(rest[1], int):
-        idx = rest[1]
-        heads = [i for i, ln in enumerate(lines) if re.match(r"^\s*\[\[\s*cluster\s*\]\]", ln)]
-        if idx < len(heads):
-            start = heads[idx]
-            end = next((i for i in range(start + 1, len(lines))
-                        if header_re.match(lines[i])), len(lines))
-            rest = rest[2:]
-            if not rest:
-                return start + 1
-        else:
-            rest = rest[:1]
-    else:
-        end = next((i for i, ln in enumerate(lines) if header_re.match(ln)), len(lines))
-    if rest and isinstance(rest[0], str):
-        key_re = re.compile(rf"^\s*{re.escape(rest[0])}\s*=")
-        for i in range(start, end):
-            if key_re.match(lines[i]):
-                return i + 1
-        if rest[0] == "cluster":
-            for i, ln in enumerate(lines):
-                if re.match(r"^\s*\[\[\s*cluster\s*\]\]", ln):
-                    return i + 1
-    return start + 1 if start else 0
-
-
 def _error(source: str, text: str | None, loc: tuple[int | str, ...], msg: str) -> TopologyError:
-    return TopologyError(source, _line_of(text, loc), _field_path(loc), msg)
+    return TopologyError(source, line_of(text, loc), field_path(loc), msg)
 
 
 def _build(spec: _TopologySpec, source: str, text: str | None) -> Topology:

@@ -38,8 +38,6 @@ from pmupart.host.topology import (
 )
 from pmupart.kvm.options import HpmnSource, KvmCosts, KvmOptions, Swap
 from pmupart.scenario import schema as S
-from pmupart.scenario.tomlpos import Path as Loc
-from pmupart.scenario.tomlpos import field_path, line_of, locate
 from pmupart.sim.spec import (
     EventFilterSpec,
     HostTaskSpec,
@@ -52,6 +50,8 @@ from pmupart.sim.spec import (
     VmSpec,
     Workload,
 )
+from pmupart.tomlpos import Path as Loc
+from pmupart.tomlpos import field_path, line_of, locate
 
 __all__ = ["ScenarioError", "load_scenario", "load_scenario_text", "parse_duration"]
 

@@ -56,3 +56,14 @@ def test_bad_input_exits_2() -> None:
     assert code == 2 and "vm[0].nr_counters" in err
     code, _, err = run(str(EX / "hetero-migration.toml"), "--duration", "fast")
     assert code == 2 and "duration" in err
+
+
+def test_report_golden() -> None:
+    """The whole std report of a short run, byte for byte (regenerate with
+    PMUPART_UPDATE_GOLDEN=1 and review the diff: any change of model, cost or layout shows)."""
+    from conftest import check_golden
+
+    code, out, _ = run(str(EX / "subset-counters.toml"), "--duration", "20ms")
+    assert code == 0
+    out = out.replace(str(EX / "subset-counters.toml"), "examples/subset-counters.toml")
+    check_golden("run/subset-counters-20ms.txt", out)

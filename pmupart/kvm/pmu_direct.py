@@ -307,12 +307,7 @@ class PartitionedPmu(VcpuPmu):
             return _OK
         fam = reg.family
         if fam == "PMEVTYPER<n>_EL0" or name in ("PMXEVTYPER_EL0", "PMCCFILTR_EL0"):
-            if fam is not None:
-                idx = reg.index or 0
-            elif name == "PMCCFILTR_EL0":
-                idx = CYCLE_IDX
-            else:
-                idx = self._hw("PMSELR_EL0") & 0x1F
+            idx = self._hw_index(reg, "PMCCFILTR_EL0")
             if el == 0 and self.el0_disabled(reg, write):
                 return _UNDEF
             acc = self._acc_typer(idx, write, value)
@@ -328,6 +323,15 @@ class PartitionedPmu(VcpuPmu):
         # Traps kept on this CPU (no FGT fallback, or above HPMN): the series' sys_regs.c
         # accessors reach the hardware directly (v7 08/20), with the guest's view.
         return self._hw_direct(reg, write, value, el)
+
+    def _hw_index(self, reg: RegDef, cycle_reg: str) -> int:
+        """The counter an access names: ``<n>`` of the family, 31 for the cycle counter's own
+        register, else the guest's PMSELR_EL0.SEL (in hardware while it owns the PMU)."""
+        if reg.family is not None:
+            return reg.index or 0
+        if reg.name == cycle_reg:
+            return CYCLE_IDX
+        return self._hw("PMSELR_EL0") & 0x1F
 
     def _write_hw_typer(self, idx: int) -> None:
         if idx == CYCLE_IDX:
@@ -345,12 +349,7 @@ class PartitionedPmu(VcpuPmu):
         if el == 0 and self.el0_disabled(reg, write):
             return _UNDEF
         if reg.family == "PMEVCNTR<n>_EL0" or name in ("PMXEVCNTR_EL0", "PMCCNTR_EL0"):
-            if reg.family is not None:
-                idx = reg.index or 0
-            elif name == "PMCCNTR_EL0":
-                idx = CYCLE_IDX
-            else:
-                idx = self._hw("PMSELR_EL0") & 0x1F
+            idx = self._hw_index(reg, "PMCCNTR_EL0")
             if not self._valid(idx):
                 return _UNDEF
             if write:

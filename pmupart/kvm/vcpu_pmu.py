@@ -28,6 +28,10 @@ EXCLUDE_EL1, EXCLUDE_EL0, INCLUDE_EL2 = 1 << 31, 1 << 30, 1 << 27
 EVTYPER_MASK_P1 = EXCLUDE_EL1 | EXCLUDE_EL0 | INCLUDE_EL2 | 0xFFFF
 USERENR_EN, USERENR_SW, USERENR_CR, USERENR_ER = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 _UNDEF = Access(Outcome.UNDEFINED)
+#: The SET/CLR register pairs and the virtual bitmap each reads and writes.
+_BITMAPS = {"PMCNTENSET_EL0": "cnten", "PMCNTENCLR_EL0": "cnten",
+            "PMOVSSET_EL0": "ovs", "PMOVSCLR_EL0": "ovs",
+            "PMINTENSET_EL1": "inten", "PMINTENCLR_EL1": "inten"}
 _OK = Access(Outcome.OK)
 
 
@@ -179,24 +183,14 @@ class VcpuPmu:
                 return Access(Outcome.OK, self.pmcr_read())
             self.handle_pmcr(value)
             return _OK
-        if name in ("PMCNTENSET_EL0", "PMCNTENCLR_EL0"):
+        attr = _BITMAPS.get(name)
+        if attr is not None:  # the SET/CLR pairs: one state, write-1-to-set / -to-clear
+            cur = getattr(self, attr)
             if not write:
-                return Access(Outcome.OK, self.cnten & impl)
-            self.cnten = (self.cnten | (value & impl)) if name.endswith("SET_EL0") \
-                else (self.cnten & ~value)
-            self.reprogram()
-            return _OK
-        if name in ("PMOVSSET_EL0", "PMOVSCLR_EL0"):
-            if not write:
-                return Access(Outcome.OK, self.ovs & impl)
-            self.ovs = (self.ovs | (value & impl)) if name.endswith("SET_EL0") \
-                else (self.ovs & ~value)
-            return _OK
-        if name in ("PMINTENSET_EL1", "PMINTENCLR_EL1"):
-            if not write:
-                return Access(Outcome.OK, self.inten & impl)
-            self.inten = (self.inten | (value & impl)) if name.endswith("SET_EL1") \
-                else (self.inten & ~value)
+                return Access(Outcome.OK, cur & impl)
+            setattr(self, attr, (cur | (value & impl)) if "SET_" in name else (cur & ~value))
+            if attr == "cnten":
+                self.reprogram()
             return _OK
         if name == "PMSELR_EL0":
             if write:

@@ -103,16 +103,19 @@ def run(scenario: str, seed: int | None, duration: str | None, overrides: tuple[
         fail(f"{scenario}: {e}")
     wall = time.perf_counter() - t0
     verdict = None
+    flagged = None
     if checker is not None:
         checker.finish(result)
         verdict = checker.verdict()
+        flagged = None if checker.ok else verdict
     if as_json:
         out = "json"
     elif sep is not None:
         out = "csv"
     else:
         out = "std"
-    click.echo(render(result, out, sep or ",", verdict=verdict), nl=False)  # type: ignore[arg-type]
+    click.echo(render(result, out, sep or ",", verdict=verdict,  # type: ignore[arg-type]
+                      flagged=flagged), nl=False)
     click.echo(f"pmupart: simulated {spec.duration_ns / 1e9:.3f} s in {wall:.2f} s wall "
                f"({spec.duration_ns / 1e9 / max(wall, 1e-9):.1f} simulated s per wall s)",
                err=True)
@@ -123,3 +126,7 @@ def run(scenario: str, seed: int | None, duration: str | None, overrides: tuple[
         if plot:
             tracer.write_plot(result, plot)
             click.echo(f"pmupart: plot written to {plot}", err=True)
+    if flagged is not None:
+        # Exit 1: the model found a problem (the README's exit-code table).
+        click.echo(f"pmupart: the checker flagged this run's counts: {flagged}", err=True)
+        sys.exit(1)

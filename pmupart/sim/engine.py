@@ -272,6 +272,8 @@ class Engine:
         ctx.cpu_ns += hc.now_ns - start
         self.rqs[cpu].busy_ns += hc.now_ns - start
         self.emit("program_end", cpu=cpu, ctx=ctx.name, t=hc.now_ns)
+        if ctx.driver is not None and not ctx.driver.started:
+            self._start_driver(ctx, cpu)
         if ctx.workload.name == "idle":
             ctx.finish_ns = hc.now_ns
 
@@ -356,10 +358,20 @@ class Engine:
         drv = ctx.driver
         if drv is not None:
             guest.on_pmu_irq(drv.irq)
-            if not drv.started:
-                drv.start(guest)
-                ctx.next_tick_ns = self.host.cpus[cpu].now_ns + self.guest_tick_ns
+            if not drv.started and (ctx.program is None or ctx.program_ran):
+                self._start_driver(ctx, cpu)
         return None
+
+    def _start_driver(self, ctx: Context, cpu: int) -> None:
+        """Open the guest's perf session on the loaded vCPU.  A vCPU with a guest program
+        opens it after the program has run: the program and the guest kernel's perf driver
+        would otherwise both program counter 0 (the program's ``PMEVCNTR0_EL0 = 0`` under
+        a driver that had biased it to 2^63 made ``perf stat`` print 2^63 + the program's
+        count).  The driver's reset (``armv8pmu_reset``) then starts from whatever the
+        program left."""
+        assert ctx.driver is not None and ctx.guest is not None
+        ctx.driver.start(ctx.guest)
+        ctx.next_tick_ns = self.host.cpus[cpu].now_ns + self.guest_tick_ns
 
     def _ff_cancel(self, rq: CpuRq) -> None:
         w = rq.ff_window

@@ -138,13 +138,21 @@ def _header(r: RunResult) -> list[str]:
 
 
 def render(r: RunResult, output: Output = "std", sep: str = ",",
-           verdict: str | None = None) -> str:
-    """The whole report of a run."""
+           verdict: str | None = None, flagged: str | None = None) -> str:
+    """The whole report of a run.  ``flagged`` (the checker's verdict when it found
+    violations) is said before the counts in the standard layout, and is the JSON
+    document's ``flagged`` field, so no flagged count is printed without saying so."""
     if output == "json":
-        return json.dumps(to_json(r, verdict), indent=2, sort_keys=False) + "\n"
+        doc = to_json(r, verdict)
+        doc["flagged"] = flagged
+        return json.dumps(doc, indent=2, sort_keys=False) + "\n"
     parts: list[str] = []
     if output == "std":
         parts.append("\n".join(_header(r)) + "\n")
+        if flagged:
+            parts.append("!! the invariant checker flagged this run, so counts below may be "
+                         "wrong: see the verdict at the end (pmupart check lists each "
+                         "violation)\n")
     for name, backend, rep in guest_reports(r):
         vm = next(v for v in r.vms if v.name == name)
         title = f"== {name} ({backend} vPMU): guest perf stat -a =="

@@ -16,6 +16,7 @@ from pmupart.host.kernel import HostCosts, HostKernel
 from pmupart.host.topology import Topology, get_preset
 from pmupart.kvm.kvm import Kvm
 from pmupart.kvm.options import KvmCosts, KvmOptions
+from pmupart.kvm.revision import Revision, get_revision
 
 
 @dataclass
@@ -34,16 +35,27 @@ class MachineStats:
     irqs_injected: int = 0
 
 
+def _revision(revision: str | Revision | None, kvm_options: KvmOptions | None) -> Revision:
+    """``revision=`` by name or value; ``kvm_options=`` is its older spelling."""
+    if revision is not None and kvm_options is not None:
+        raise ValueError("give revision= or kvm_options=, not both (they are the same thing)")
+    if isinstance(revision, str):
+        return get_revision(revision)
+    return revision or kvm_options or Revision()
+
+
 class Machine:
     """A host with its guests.  ``m.host.pmus`` are the PMUs (``.name``, ``.type``, ``.cpus``,
-    ``.num_counters``); ``m.kvm.create_vm()`` makes VMs."""
+    ``.num_counters``); ``m.kvm.create_vm()`` makes VMs.  ``revision`` picks the kernel
+    revision KVM models (``"upstream"``, ``"v8"`` (default), ``"intent"``, or a
+    :class:`~pmupart.kvm.revision.Revision` variant); ``m.kvm.revision`` reads it back."""
 
     def __init__(self, topology: Topology, *, reserved_host_counters: int = -1,
                  reservation: Reservation | str = Reservation.DYNAMIC,
                  alloc_order: AllocOrder | str = AllocOrder.HIGH_TO_LOW,
                  kvm_options: KvmOptions | None = None, kvm_costs: KvmCosts | None = None,
                  host_costs: HostCosts | None = None, policies: Policies | None = None,
-                 mux_interval_ms: int = 4) -> None:
+                 mux_interval_ms: int = 4, revision: str | Revision | None = None) -> None:
         if isinstance(reserved_host_counters, bool) or not isinstance(reserved_host_counters, int):
             raise TypeError("reserved_host_counters must be an int, not "
                             f"{type(reserved_host_counters).__name__}")
@@ -63,7 +75,7 @@ class Machine:
                                reservation=Reservation(reservation),
                                alloc_order=AllocOrder(alloc_order), costs=host_costs,
                                policies=policies, mux_interval_ms=mux_interval_ms)
-        self.kvm = Kvm(self.host, kvm_options, kvm_costs)
+        self.kvm = Kvm(self.host, _revision(revision, kvm_options), kvm_costs)
 
     @classmethod
     def from_preset(cls, name: str, reserved_host_counters: int = -1, **kw: object) -> Machine:

@@ -13,6 +13,7 @@ from pmupart.arch.events import event_number as E
 from pmupart.arch.policy import ChainStraddle, Policies
 from pmupart.host.kernel import HostCosts
 from pmupart.kvm.options import HpmnSource, KvmCosts, Swap
+from pmupart.kvm.revision import REVISIONS
 from pmupart.scenario import dump_scenario, load_scenario, load_scenario_text, schema
 from pmupart.sim import EventFilterSpec, MigrationPolicy, PerfMode, Phase
 
@@ -51,6 +52,7 @@ core = "armv9_cortex_a520"
 cpus = [4, 5]
 
 [kvm]
+revision = "intent"
 hpmn_source = "vm-pmu"
 swap = "eager"
 set_hpmd = false
@@ -59,6 +61,23 @@ filter_at_load = false
 save_pmovs_on_put = false
 emulated_swinc_el_filter = true
 enable_partition_attr = 7
+partition_attr = "vm-wide"
+partition_support = "global"
+ownership_flip = "on-access"
+load_at_flip = "owner-only"
+counter_mask = "max-guest"
+userenr_swap = "forced-at-load"
+host_pmcr_at_put = "not-restored"
+clear_pmovs_on_put = false
+evtyper_write = "virtual-until-load"
+pmovs_read = "virtual-only"
+swinc_fallback = "virtual"
+filter_exempt = "none"
+filter_first_load_only = true
+irq_demux = "running-vcpu"
+free_overflow = "flip-and-read-hw"
+guest_hpmn = "v8-as-posted"
+fgt_set = "computed"
 
 [kvm.costs]
 exit_round_trip = 1
@@ -181,6 +200,13 @@ def test_every_key_reaches_the_spec() -> None:
     assert (k.hpmn_source, k.swap, k.set_hpmd, k.clear_pmovs_on_load, k.filter_at_load,
             k.save_pmovs_on_put, k.emulated_swinc_el_filter, k.enable_partition_attr) == \
         (HpmnSource.VM_PMU, Swap.EAGER, False, False, False, False, True, 7)
+    # revision = "intent" with every choice overridden: the v8 values, plus the variants
+    assert k.name == "intent"
+    assert dataclasses.replace(k, name="v8") == dataclasses.replace(
+        REVISIONS["v8"], hpmn_source=HpmnSource.VM_PMU, swap=Swap.EAGER, set_hpmd=False,
+        clear_pmovs_on_load=False, filter_at_load=False, save_pmovs_on_put=False,
+        emulated_swinc_el_filter=True, enable_partition_attr=7, clear_pmovs_on_put=False,
+        filter_first_load_only=True)
     assert o["kvm_costs"] == KvmCosts(1, 2, 3, 4, 5, 6)
     assert o["host_costs"] == HostCosts(11, 12, 13, 14, 15, 16, 17, 18, 19)
     assert o["policies"] == Policies(chain_straddle=ChainStraddle.NO_COUNT, unknown_reset=1,

@@ -6,7 +6,9 @@ partitioning series' ``pmu-direct.c``."""
 from pmupart.kvm import uapi
 from pmupart.kvm.kvm import VCPU, VM, Kvm, KvmError, VcpuStats
 from pmupart.kvm.options import Backend, HpmnSource, KvmCosts, KvmOptions, Swap
+from pmupart.kvm.revision import REVISIONS, Revision
 from pmupart.kvm.run import GuestCpu, kvm_arch_vcpu_load, kvm_arch_vcpu_put
 
-__all__ = ["VCPU", "VM", "Backend", "GuestCpu", "HpmnSource", "Kvm", "KvmCosts", "KvmError",
-           "KvmOptions", "Swap", "VcpuStats", "kvm_arch_vcpu_load", "kvm_arch_vcpu_put", "uapi"]
+__all__ = ["REVISIONS", "VCPU", "VM", "Backend", "GuestCpu", "HpmnSource", "Kvm", "KvmCosts",
+           "KvmError", "KvmOptions", "Revision", "Swap", "VcpuStats", "kvm_arch_vcpu_load",
+           "kvm_arch_vcpu_put", "uapi"]

@@ -20,7 +20,8 @@ from pmupart.arch.features import PMUVer
 from pmupart.errors import PmupartError
 from pmupart.host.perf_event import Task
 from pmupart.kvm import uapi
-from pmupart.kvm.options import Backend, KvmCosts, KvmOptions
+from pmupart.kvm.options import Backend, KvmCosts
+from pmupart.kvm.revision import Revision
 
 if TYPE_CHECKING:
     from pmupart.host.arm_pmuv3 import ArmPmu
@@ -74,14 +75,20 @@ class VcpuStats:
 class Kvm:
     """``/dev/kvm``: creates VMs on a host (``m.kvm``)."""
 
-    def __init__(self, host: HostKernel, options: KvmOptions | None = None,
+    def __init__(self, host: HostKernel, options: Revision | None = None,
                  costs: KvmCosts | None = None) -> None:
         self.host = host
-        self.options = options or KvmOptions()
+        self.options = options or Revision()
         self.costs = costs or KvmCosts()
         self.vms: list[VM] = []
         for pmu in host.pmus:
             pmu.guest_irq_handler = self._guest_irq
+
+    @property
+    def revision(self) -> Revision:
+        """The kernel revision this KVM models (:mod:`pmupart.kvm.revision`); ``options`` is
+        its older name."""
+        return self.options
 
     def check_extension(self, cap: int) -> int:
         """``KVM_CHECK_EXTENSION``: KVM_CAP_ARM_PMU_V3 is 1 when a host PMU is registered."""
@@ -192,8 +199,14 @@ class VCPU:
         return self.pmu.backend
 
     # ------------------------------------------------------------------ device attributes
+    def _partition_attr(self) -> int | None:
+        """The ENABLE_PARTITION attribute number, or None where the revision has none
+        (upstream: ``kvm_arm_pmu_v3_{has,set}_attr`` fall to their -ENXIO default)."""
+        rev = self.vm.kvm.revision
+        return rev.enable_partition_attr if rev.partitioning else None
+
     def _attr_name(self, attr: int) -> str:
-        if attr == self.vm.kvm.options.enable_partition_attr:
+        if attr == self._partition_attr():
             return "KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION"
         return _ATTR_NAMES.get(attr, str(attr))
 
@@ -201,8 +214,9 @@ class VCPU:
         """``KVM_HAS_DEVICE_ATTR``: returns if supported, else raises -ENXIO
         (``kvm_arm_pmu_v3_has_attr``: every PMU attr is there when the vCPU has the PMU)."""
         known = set(_ATTR_NAMES)
-        if self._partition_supported():
-            known.add(self.vm.kvm.options.enable_partition_attr)
+        pa = self._partition_attr()
+        if pa is not None and self._partition_supported():
+            known.add(pa)
         if group != uapi.KVM_ARM_VCPU_PMU_V3_CTRL or attr not in known \
                 or not self.has_pmu_feature:
             raise KvmError(errno.ENXIO, "KVM_HAS_DEVICE_ATTR", self._attr_name(attr))
@@ -234,7 +248,6 @@ class VCPU:
         ioctl = "KVM_SET_DEVICE_ATTR"
         if group != uapi.KVM_ARM_VCPU_PMU_V3_CTRL:
             raise KvmError(errno.ENXIO, ioctl, name, "unknown attribute group")
-        opts = self.vm.kvm.options
         # kvm_arm_pmu_v3_set_attr: -ENODEV without the vCPU feature, -EBUSY after INIT.
         if not self.has_pmu_feature:
             raise KvmError(errno.ENODEV, ioctl, name, "vCPU was not initialised with PMUv3")
@@ -252,7 +265,7 @@ class VCPU:
             self._set_nr_counters(value, ioctl, name)
         elif attr == uapi.KVM_ARM_VCPU_PMU_V3_INIT:
             self._init(ioctl, name)
-        elif attr == opts.enable_partition_attr:
+        elif attr == self._partition_attr():
             self._enable_partition(value, ioctl, name)
         else:
             raise KvmError(errno.ENXIO, ioctl, name, "unknown attribute")

@@ -19,7 +19,8 @@ from pmupart.arch.events import event_name
 from pmupart.arch.policy import Policies
 from pmupart.host.kernel import HostCosts
 from pmupart.host.topology import DEFAULT_PMU_TYPE_BASE, PRESETS, Topology, cpulist, load_topology
-from pmupart.kvm.options import KvmCosts, KvmOptions
+from pmupart.kvm.options import KvmCosts
+from pmupart.kvm.revision import DEFAULT_REVISION, Revision
 from pmupart.scenario.loader import format_duration
 from pmupart.sim.spec import PerfMode, PerfSession, ScenarioSpec, Workload
 
@@ -169,7 +170,8 @@ def dump_scenario(spec: ScenarioSpec) -> str:
         out.append(f"guest_tick = {_v(format_duration(spec.guest_tick_ns))}")
     out += ["", *_machine(spec)]
     o = spec.machine_options
-    kvm = _changed(o.get("kvm_options") or KvmOptions(), KvmOptions())
+    rev: Revision = o.get("kvm_options") or Revision()
+    kvm = ({"revision": rev.name} if rev.name != DEFAULT_REVISION else {}) | rev.overrides()
     kvm_costs = _changed(o.get("kvm_costs") or KvmCosts(), KvmCosts())
     if kvm or kvm_costs:
         out += _table("[kvm]", kvm) if kvm else ["", "[kvm]"]

@@ -36,7 +36,8 @@ from pmupart.host.topology import (
     load_topology,
     parse_cpulist,
 )
-from pmupart.kvm.options import HpmnSource, KvmCosts, KvmOptions, Swap
+from pmupart.kvm.options import KvmCosts
+from pmupart.kvm.revision import CHOICES, revision_with
 from pmupart.scenario import schema as S
 from pmupart.sim.spec import (
     EventFilterSpec,
@@ -468,13 +469,11 @@ class _Builder:
         if mux_ns % 1_000_000:
             self.fail(("machine", "mux_interval"), "expected whole milliseconds (the kernel's "
                       f"perf_event_mux_interval_ms), found {_found(m.mux_interval)}")
-        kv = self.f.kvm
-        opts = KvmOptions(hpmn_source=HpmnSource(kv.hpmn_source), swap=Swap(kv.swap),
-                          set_hpmd=kv.set_hpmd, clear_pmovs_on_load=kv.clear_pmovs_on_load,
-                          filter_at_load=kv.filter_at_load,
-                          save_pmovs_on_put=kv.save_pmovs_on_put,
-                          emulated_swinc_el_filter=kv.emulated_swinc_el_filter,
-                          enable_partition_attr=kv.enable_partition_attr)
+        kv = typing.cast(Any, self.f.kvm)  # a generated model (schema._revision_model)
+        # [kvm] revision plus single-choice overrides (pmupart.kvm.revision); the schema
+        # already checked each value against its enum.
+        overrides = {c: getattr(kv, c) for c in CHOICES if getattr(kv, c) is not None}
+        opts = revision_with(kv.revision, **overrides)
         kvm_costs = typing.cast(BaseModel, kv.costs).model_dump(exclude_none=True)
         host_costs = typing.cast(BaseModel, self.f.host.costs).model_dump(exclude_none=True)
         return {

@@ -9,6 +9,7 @@ between tables) is checked by :mod:`pmupart.scenario.loader`, which builds the
 from __future__ import annotations
 
 import dataclasses
+from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pmupart.host.kernel import HostCosts
 from pmupart.host.topology import ClusterSpec
 from pmupart.kvm.options import KvmCosts
+from pmupart.kvm.revision import REVISIONS, Revision
 
 #: A duration: a string with a unit ("2s", "1.5ms", "250us", "100ns").
 Duration = str
@@ -70,16 +72,29 @@ KvmCostsTable = _costs_model("KvmCostsTable", KvmCosts)
 HostCostsTable = _costs_model("HostCostsTable", HostCosts)
 
 
-class KvmTable(_Strict):
-    hpmn_source: Literal["per-cpu", "vm-pmu"] = "per-cpu"
-    swap: Literal["lazy", "eager"] = "lazy"
-    set_hpmd: bool = True
-    clear_pmovs_on_load: bool = True
-    filter_at_load: bool = True
-    save_pmovs_on_put: bool = True
-    emulated_swinc_el_filter: bool = False
-    enable_partition_attr: int = Field(default=5, ge=0)
-    costs: KvmCostsTable = Field(default_factory=KvmCostsTable)  # type: ignore[valid-type]
+def _revision_model() -> type[BaseModel]:
+    """``[kvm]``: ``revision`` (a registry name) and one optional key per revision choice,
+    generated from :class:`~pmupart.kvm.revision.Revision` so a new choice is a new key.
+    An absent choice means "as the revision says"."""
+    fields: dict[str, Any] = {
+        "revision": (Literal[tuple(REVISIONS)], "v8"),
+        "costs": (KvmCostsTable, Field(default_factory=KvmCostsTable)),
+    }
+    for f in dataclasses.fields(Revision):
+        if f.name == "name":
+            continue
+        default = getattr(Revision(), f.name)
+        if isinstance(default, Enum):
+            typ: Any = Literal[tuple(str(e.value) for e in type(default))]
+        elif isinstance(default, bool):
+            typ = bool
+        else:
+            typ = int
+        fields[f.name] = (typ | None, Field(default=None, ge=0) if typ is int else None)
+    return create_model("KvmTable", __base__=_Strict, **fields)
+
+
+KvmTable = _revision_model()
 
 
 class PhaseTable(_Strict):
@@ -161,7 +176,7 @@ class MigrationTable(_Strict):
 class ScenarioFile(_Strict):
     scenario: ScenarioTable
     machine: MachineTable
-    kvm: KvmTable = Field(default_factory=KvmTable)
+    kvm: KvmTable = Field(default_factory=KvmTable)  # type: ignore[valid-type]
     host: HostTable = Field(default_factory=HostTable)
     policies: dict[str, str | int | bool] = Field(default_factory=dict)
     workload: dict[str, WorkloadTable] = Field(default_factory=dict)

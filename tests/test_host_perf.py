@@ -117,6 +117,64 @@ def test_mux_interval_configurable() -> None:
     assert m.host.stats.rotations >= 8
 
 
+def _squeeze(m: Machine, on: bool) -> None:
+    """A partitioned vCPU's load (on) or put (off) on CPU 0: counters 0-3 leave the host
+    (``perf_pmu_resched_update``), then come back with a reschedule."""
+    pmu = m.host.pmus[0]
+    full = pmu.hw_cntr_impl
+    if on:
+        m.host.resched_update(0, pmu, full & ~0xF)
+    else:
+        pmu.set_cntr_mask(0, full)
+        m.host.resched(0)
+
+
+def _work_until(m: Machine, t_ns: int) -> None:
+    hc = m.host.cpus[0]
+    while hc.now_ns < t_ns:
+        m.host.retire(0, 0, {CYC: 3_000})  # 1 us at 3 GHz
+
+
+def test_mux_timer_keeps_its_period_across_guest_entries() -> None:
+    """perf_mux_hrtimer_restart starts the mux hrtimer only if it is not active: a group that
+    stops waiting and waits again (a vCPU put and load) does not push the rotation back
+    (spec kernel-code-deltas §5.8).  Restarting at every load would put it at 2 + 4 ms."""
+    m = mach()
+    for c in (INST, MEM, BR, L1D, L1DR, BRM):
+        open_(m, c, exclude_kernel=True)  # 6 events, 6 counters: all fit
+    _squeeze(m, True)  # t ~ 0: 2 counters left, 4 groups wait; the timer starts (4 ms)
+    assert m.host.cpus[0].mux_timer_active
+    _work_until(m, 1_000_000)
+    _squeeze(m, False)  # nothing waits; the timer stays queued
+    _work_until(m, 2_000_000)
+    _squeeze(m, True)
+    assert m.host.cpus[0].next_rotation_ns == 4_000_000
+    _work_until(m, 3_990_000)
+    assert m.host.stats.rotations == 0
+    _work_until(m, 4_100_000)
+    assert m.host.stats.rotations == 1
+    assert m.host.cpus[0].next_rotation_ns == 8_000_000  # hrtimer_forward_now: same phase
+
+
+def test_mux_timer_stops_when_nothing_waits_at_expiry() -> None:
+    """perf_mux_hrtimer_handler with nothing to rotate stops the timer (hrtimer_active = 0);
+    the next restart forwards the old expiry by whole intervals past now."""
+    m = mach()
+    for c in (INST, MEM, BR, L1D, L1DR, BRM):
+        open_(m, c, exclude_kernel=True)
+    _squeeze(m, True)
+    _work_until(m, 1_000_000)
+    _squeeze(m, False)
+    _work_until(m, 5_000_000)  # the 4 ms expiry passes with nothing waiting
+    assert m.host.stats.rotations == 0
+    _squeeze(m, True)  # restarted: 4 ms + 4 ms, not 5 + 4 ms and not at once
+    assert m.host.cpus[0].next_rotation_ns == 8_000_000
+    _work_until(m, 7_990_000)
+    assert m.host.stats.rotations == 0
+    _work_until(m, 8_100_000)
+    assert m.host.stats.rotations == 1
+
+
 def test_group_scheduled_together() -> None:
     m = mach()
     typ = m.host.pmus[0].type

@@ -90,6 +90,9 @@ class HostCpu:
         self._cyc_rem = 0  # cycle remainder (ns conversion is exact over a run)
         self.mux_interval_ns = mux_interval_ns
         self.next_rotation_ns = mux_interval_ns
+        #: the mux hrtimer is queued (``cpc->hrtimer_active``): once started it keeps its
+        #: expiry until its handler finds nothing to rotate (``perf_mux_hrtimer_handler``)
+        self.mux_timer_active = False
         self.guest_loaded = False  #: a vCPU is loaded (guest EL0 filter context)
         self.guest_counter_mask = 0  #: counters a loaded partitioned vCPU owns
         self.loaded_vcpu: object | None = None
@@ -99,6 +102,13 @@ class HostCpu:
         self.pmu_irqs = 0  #: PMU interrupts taken on this CPU
         self.el2_cycles_by_reason: Counter[str] = Counter()
         self.el2_ns_by: Counter[tuple[str, str]] = Counter()  #: (party, reason) -> ns
+
+    @property
+    def mux_timer_pending(self) -> bool:
+        """The mux hrtimer will fire: queued, and either a group waits or its expiry is
+        still ahead (a timer that expires with nothing waiting stops)."""
+        return self.mux_timer_active and (self.ctx.rotate_necessary
+                                          or self.next_rotation_ns > self.now_ns)
 
     @property
     def freq_mhz(self) -> int:
@@ -113,6 +123,15 @@ class HostCpu:
         """Cycles that take this CPU's clock to ``t_ns`` (at least 1)."""
         dt = t_ns - self.now_ns
         return max(1, -(-(dt * self.freq_mhz - self._cyc_rem) // 1000))
+
+
+def _hrtimer_forward_now(hc: HostCpu) -> None:
+    """``hrtimer_forward_now(timer, interval)``: move the mux timer's expiry forward by
+    whole intervals to the first one after now, so the timer keeps its phase (its first
+    expiry is a multiple of the interval since boot)."""
+    late = hc.now_ns - hc.next_rotation_ns
+    if late >= 0:
+        hc.next_rotation_ns += (late // hc.mux_interval_ns + 1) * hc.mux_interval_ns
 
 
 class HostKernel:
@@ -344,9 +363,22 @@ class HostKernel:
             if not can_add_hw or not self._group_in(cpu, leader):
                 can_add_hw = False
                 waiting = True
-        if waiting and not hc.ctx.rotate_necessary:
-            hc.next_rotation_ns = hc.now_ns + hc.mux_interval_ns  # hrtimer armed
+        if waiting:
+            self._mux_hrtimer_restart(hc)
         hc.ctx.rotate_necessary = waiting
+
+    @staticmethod
+    def _mux_hrtimer_restart(hc: HostCpu) -> None:
+        """``perf_mux_hrtimer_restart`` (kernel/events/core.c, called from ``merge_sched_in``
+        when a flexible group finds no counter): starts the timer only if it is not already
+        active, so a vCPU load/put or a context switch does not push the rotation back
+        (spec kernel-code-deltas §5.8).  A timer whose expiry passed while no group waited
+        has run its handler already, found nothing to rotate and stopped
+        (``perf_mux_hrtimer_handler`` clears ``hrtimer_active``); that is worked out here,
+        since the engine only stops at the expiry while a group waits."""
+        if not hc.mux_timer_pending:
+            hc.mux_timer_active = True
+            _hrtimer_forward_now(hc)
 
     def resched(self, cpu: int) -> None:
         """``ctx_resched``: everything out, then in again."""
@@ -404,9 +436,10 @@ class HostKernel:
     def rotate(self, cpu: int) -> None:
         """``perf_rotate_context``: on the mux timer, rotate flexible groups if any waits."""
         hc = self.cpus[cpu]
-        hc.next_rotation_ns = hc.now_ns + hc.mux_interval_ns
         if not hc.ctx.rotate_necessary:
+            hc.mux_timer_active = False  # perf_mux_hrtimer_handler: HRTIMER_NORESTART
             return
+        _hrtimer_forward_now(hc)
         self.sched_out(cpu, flexible_only=True)
         hc.ctx.rotate()
         self.sched_in(cpu)

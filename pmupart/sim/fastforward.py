@@ -105,7 +105,9 @@ def period_of(eng: Engine, rq: CpuRq, group: list[Context]
     hc = eng.host.cpus[rq.cpu]
     h = g = 0
     hg = gg = 1
-    if hc.ctx.rotate_necessary:
+    if hc.ctx.rotate_necessary or hc.mux_timer_pending:
+        # A pending mux timer rotates whenever it expires with a group waiting, even if
+        # none waits now (a vCPU put lets every host group in until the next load).
         hg = max(1, len(hc.ctx.flexible_order()))
         h = hg * hc.mux_interval_ns
     for c in group:

@@ -180,6 +180,24 @@ class _Plan:
         self.icnt_frz: bool = False
 
 
+
+_FGT_MASKS: dict[tuple[str, str], int] = {}
+
+
+def _fgt_mask(trap_reg: str, field_name: str) -> int:
+    """The bit(s) of fine-grained trap register ``trap_reg`` named ``field_name`` (from the
+    register table; cached, the table is immutable)."""
+    key = (trap_reg, field_name)
+    m = _FGT_MASKS.get(key)
+    if m is None:
+        m = 0
+        for f in BY_NAME[trap_reg].fields:
+            if f.kind == "field" and f.name == field_name:
+                m = f.mask
+                break
+        _FGT_MASKS[key] = m
+    return m
+
 class PE:
     """One PE's PMUv3 (spec §1-§9), EL2 implemented, EL3 not, Non-secure.
 
@@ -720,14 +738,47 @@ class PE:
     # ------------------------------------------------------------------ register access
     def read(self, name: str) -> Access:
         """MRS: ``Access(outcome, value)``; the value is ``None`` unless the outcome is OK."""
-        reg = lookup(name)
+        reg = BY_NAME.get(name) or lookup(name)
         return self._access(reg, False, 0)
 
     def write(self, name: str, value: int) -> Access:
         """MSR: ``Access(outcome, None)``.  Values wider than 64 bits raise ``ValueError``."""
-        reg = lookup(name)
-        check_value(reg, value)
+        reg = BY_NAME.get(name) or lookup(name)
+        if value.__class__ is not int or not 0 <= value <= M64:
+            check_value(reg, value)
         return self._access(reg, True, value)
+
+    def access(self, reg: RegDef, write: bool, value: int = 0) -> Access:
+        """MRS/MSR of an already looked-up register with an already checked value (the
+        vCPU's accessor, which does both once for its own trap handling)."""
+        return self._access(reg, write, value)
+
+    def count_at(self, el: int, events: Mapping[str | int, int]) -> None:
+        """:meth:`count` at ``el`` (0..2), then back to the current EL: the host kernel
+        retiring its own EL2 work without a context manager per block."""
+        old = self._el
+        self._el = el
+        try:
+            self.count(events)
+        finally:
+            self._el = old
+
+    def counter_raw(self, idx: int) -> int:
+        """The raw value of event counter ``idx`` or of PMCCNTR (``idx`` 31), as EL2 reads it
+        (the perf driver's ``armv8pmu_read_counter``), without an access check."""
+        return self._ccnt if idx == CYCLE_IDX else self._evcnt[idx]
+
+    def intr_enabled(self) -> int:
+        """PMINTENSET & PMCNTENSET: the counters whose overflow raises the interrupt."""
+        return self._inten & self._cnten
+
+    def overflow_raw(self) -> int:
+        """PMOVSSET_EL0 as EL2 reads it."""
+        return self._ovs
+
+    def evtyper_raw(self, idx: int) -> int:
+        """PMEVTYPER<idx>_EL0 as EL2 reads it."""
+        return self._evtyper[idx]
 
     def read_el2(self, name: str) -> int:
         """The hypervisor's (or VHE host kernel's) MRS: performed at EL2, where nothing traps
@@ -794,22 +845,14 @@ class PE:
                 return (_TRAP_EL2 if (self._hcr & _HCR_TGE) else _TRAP_EL1), 0
         # 2c. Fine-grained traps (FEAT_FGT, 1 = trap), not for EL0 in host (spec §8.5).
         if self.fgt and reg.fgt is not None and not (el == 0 and host):
-            fg = BY_NAME["HDFGWTR_EL2" if write else "HDFGRTR_EL2"]
-            val = self._hdfgwtr if write else self._hdfgrtr
-            for f in fg.fields:
-                if f.kind == "field" and f.name == reg.fgt:
-                    if val & f.mask:
-                        return _TRAP_EL2, 0
-                    break
+            fm = _fgt_mask("HDFGWTR_EL2" if write else "HDFGRTR_EL2", reg.fgt)
+            if fm and (self._hdfgwtr if write else self._hdfgrtr) & fm:
+                return _TRAP_EL2, 0
         # FEAT_FGT2 (0 = trap; spec §8.6).
         if self.fgt2 and reg.fgt2 is not None and not (el == 0 and host):
-            fg = BY_NAME["HDFGWTR2_EL2" if write else "HDFGRTR2_EL2"]
-            val = self._hdfgwtr2 if write else self._hdfgrtr2
-            for f in fg.fields:
-                if f.kind == "field" and f.name == reg.fgt2:
-                    if not (val & f.mask):
-                        return _TRAP_EL2, 0
-                    break
+            fm = _fgt_mask("HDFGWTR2_EL2" if write else "HDFGRTR2_EL2", reg.fgt2)
+            if fm and not ((self._hdfgwtr2 if write else self._hdfgrtr2) & fm):
+                return _TRAP_EL2, 0
         # 2d. MDCR_EL2.TPM (spec §8.4).
         if (self._mdcr & _MDCR_TPM) and (reg.tpm_write if write else reg.tpm_read):
             return _TRAP_EL2, 0

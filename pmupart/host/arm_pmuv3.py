@@ -37,6 +37,8 @@ ARMV8_PMU_EXCLUDE_EL0 = 1 << 30
 ARMV8_PMU_INCLUDE_EL2 = 1 << 27
 _CHAIN = int(Event.CHAIN)
 _CPU_CYCLES = int(Event.CPU_CYCLES)
+_EVCNTR = tuple(f"PMEVCNTR{i}_EL0" for i in range(31))
+_EVTYPER = tuple(f"PMEVTYPER{i}_EL0" for i in range(31))
 
 
 class AllocOrder(Enum):
@@ -142,7 +144,11 @@ class ArmPmu:
         """Pick a counter: PMCCNTR for CPU_CYCLES when free and allowed; a chained pair for a
         64-bit event on a pre-PMUv3p5 core; else a single counter (high to low in v8)."""
         hw = self.hw[cpu]
-        free = hw.cntr_mask & ~hw.used_mask
+        return self.pick_idx(hw.cntr_mask & ~hw.used_mask, ev)
+
+    def pick_idx(self, free: int, ev: PerfEvent) -> int | None:
+        """:meth:`armv8pmu_get_event_idx` on a given mask of free counters (the host's
+        incremental scheduling plans a whole reschedule with it before touching a counter)."""
         if ev.attr.config == _CPU_CYCLES and (free & C_BIT):
             return CYCLE_IDX
         gen = [i for i in range(self.num_counters) if (free >> i) & 1]
@@ -157,9 +163,12 @@ class ArmPmu:
             return None
         return gen[0] if gen else None
 
-    def add(self, cpu: int, ev: PerfEvent) -> bool:
-        """``armpmu_add``: get a counter and program it; False if none is free."""
-        idx = self.armv8pmu_get_event_idx(cpu, ev)
+    def add(self, cpu: int, ev: PerfEvent, idx: int | None = None) -> bool:
+        """``armpmu_add``: get a counter and program it; False if none is free.  ``idx``: the
+        counter a planned reschedule chose (what :meth:`armv8pmu_get_event_idx` returned
+        when the plan ran it in scheduling order)."""
+        if idx is None:
+            idx = self.armv8pmu_get_event_idx(cpu, ev)
         if idx is None:
             return False
         hw = self.hw[cpu]
@@ -184,10 +193,9 @@ class ArmPmu:
         bits = 1 << idx
         if ev.chained:
             bits |= 1 << (idx - 1)
-        with pe.at_el(2):
-            pe.write("PMCNTENCLR_EL0", bits)
-            pe.write("PMINTENCLR_EL1", bits)
-            pe.write("PMOVSCLR_EL0", bits)
+        pe.write_el2("PMCNTENCLR_EL0", bits)
+        pe.write_el2("PMINTENCLR_EL1", bits)
+        pe.write_el2("PMOVSCLR_EL0", bits)
         hw = self.hw[cpu]
         hw.used_mask &= ~bits
         hw.events.pop(idx, None)
@@ -242,25 +250,21 @@ class ArmPmu:
         pe = self.kernel.cpus[self._cpu_of(ev)].pe
         idx = ev.hw_idx
         assert idx is not None
-        with pe.at_el(2):
-            if idx == CYCLE_IDX:
-                pe.write("PMCCNTR_EL0", value)
-            elif ev.chained:
-                pe.write(f"PMEVCNTR{idx - 1}_EL0", value & 0xFFFFFFFF)
-                pe.write(f"PMEVCNTR{idx}_EL0", value >> 32)
-            else:
-                pe.write(f"PMEVCNTR{idx}_EL0", value)
+        if idx == CYCLE_IDX:
+            pe.write_el2("PMCCNTR_EL0", value)
+        elif ev.chained:
+            pe.write_el2(_EVCNTR[idx - 1], value & 0xFFFFFFFF)
+            pe.write_el2(_EVCNTR[idx], value >> 32)
+        else:
+            pe.write_el2(_EVCNTR[idx], value)
         ev.prev_hw = self._hw_value(pe, ev)
 
     def _hw_value(self, pe: PE, ev: PerfEvent) -> int:
         idx = ev.hw_idx
         assert idx is not None
-        s = pe.snapshot()
-        if idx == CYCLE_IDX:
-            return s.pmccntr
         if ev.chained:
-            return (s.evcntr[idx] << 32) | (s.evcntr[idx - 1] & 0xFFFFFFFF)
-        return s.evcntr[idx]
+            return (pe.counter_raw(idx) << 32) | (pe.counter_raw(idx - 1) & 0xFFFFFFFF)
+        return pe.counter_raw(idx)
 
     def _cpu_of(self, ev: PerfEvent) -> int:
         for c, hw in self.hw.items():
@@ -274,33 +278,31 @@ class ArmPmu:
         idx = ev.hw_idx
         assert idx is not None
         filt = self.event_filter(ev, self.kernel.cpus[cpu].guest_loaded)
-        with pe.at_el(2):
-            if idx == CYCLE_IDX:
-                pe.write("PMCCFILTR_EL0", filt)
-            elif ev.chained:
-                pe.write(f"PMEVTYPER{idx - 1}_EL0", filt | ev.attr.config)
-                # the high half counts CHAIN at every EL (LX-DRV armv8pmu_write_event_type)
-                pe.write(f"PMEVTYPER{idx}_EL0", ARMV8_PMU_INCLUDE_EL2 | _CHAIN)
-            else:
-                pe.write(f"PMEVTYPER{idx}_EL0", filt | ev.attr.config)
+        if idx == CYCLE_IDX:
+            pe.write_el2("PMCCFILTR_EL0", filt)
+        elif ev.chained:
+            pe.write_el2(_EVTYPER[idx - 1], filt | ev.attr.config)
+            # the high half counts CHAIN at every EL (LX-DRV armv8pmu_write_event_type)
+            pe.write_el2(_EVTYPER[idx], ARMV8_PMU_INCLUDE_EL2 | _CHAIN)
+        else:
+            pe.write_el2(_EVTYPER[idx], filt | ev.attr.config)
         self.set_period(ev)
         bits = 1 << idx
         if ev.chained:
             bits |= 1 << (idx - 1)
         irq_bits = bits if not ev.chained else (1 << idx)
-        with pe.at_el(2):
-            pe.write("PMINTENSET_EL1", irq_bits)
-            pe.write("PMCNTENSET_EL0", bits)
-            self._start(pe)
+        pe.write_el2("PMINTENSET_EL1", irq_bits)
+        pe.write_el2("PMCNTENSET_EL0", bits)
+        self.start(pe)
         self.kernel.charge(cpu, self.kernel.costs.perf_sched_event, "perf_sched")
 
-    def _start(self, pe: PE) -> None:
+    def start(self, pe: PE) -> None:
         """``armv8pmu_start``: PMCR_EL0.E (and LC, LP on PMUv3p5) and, for the second range,
         MDCR_EL2.HPME (the series' host counters)."""
-        pmcr = pe.read("PMCR_EL0").value or 0
+        pmcr = pe.read_el2("PMCR_EL0")
         want = pmcr | 1 | (1 << 6) | ((1 << 7) if self.core.pmuver >= 6 else 0)
         if want != pmcr:
-            pe.write("PMCR_EL0", want & ~((1 << 1) | (1 << 2)))
+            pe.write_el2("PMCR_EL0", want & ~((1 << 1) | (1 << 2)))
 
     def reprogram_el0(self, cpu: int, guest_context: bool) -> int:
         """Rewrite the EL0 filter bit of every active host event for the context now on the

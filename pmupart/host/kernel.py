@@ -381,9 +381,122 @@ class HostKernel:
             _hrtimer_forward_now(hc)
 
     def resched(self, cpu: int) -> None:
-        """``ctx_resched``: everything out, then in again."""
-        self.sched_out(cpu)
-        self.sched_in(cpu)
+        """``ctx_resched``: everything out, then in again.
+
+        Linux schedules every event of the context out and back in (``ctx_resched`` from
+        ``__perf_install_in_context``, ``__perf_event_enable`` and friends), and the model
+        charges that work.  It does not have to *perform* it event by event: the reschedule
+        is planned first (:meth:`_plan_resched`, the allocation ``ctx_sched_in`` would make,
+        on masks), and then only the events whose counter changes are removed and added;
+        an event that lands on the counter it holds is re-armed in place
+        (``armpmu_event_set_period``, its overflow flag cleared as ``armpmu_del`` does) and
+        charged as the out-and-in it stands for.  The counters, registers, counts and
+        charges are those of the full reschedule; a plan it cannot mirror exactly (event
+        groups, a pinned event left without a counter) falls back to the full one."""
+        plan = self._plan_resched(cpu)
+        if plan is None:
+            self.sched_out(cpu)
+            self.sched_in(cpu)
+            return
+        target, waiting = plan
+        hc = self.cpus[cpu]
+        pmu = self.pmu_of_cpu(cpu)
+        pe = hc.pe
+        sched = self.costs.perf_sched_event
+        kept: list[PerfEvent] = []
+        for leader in hc.ctx.leaders():  # sched_out
+            if leader.state is not EventState.ACTIVE:
+                continue
+            idx = leader.hw_idx
+            if idx is not None and not leader.chained and target.get(
+                    leader.id, (leader, -1))[1] == idx:
+                pmu.read(leader)  # armpmu_del's update; the counter is re-armed below
+                kept.append(leader)
+            else:
+                leader.pmu.remove(cpu, leader)
+        for ev in kept:  # out of their counters for the time sched_out takes
+            ev.state = EventState.INACTIVE
+        if kept:
+            self.charge(cpu, len(kept) * sched, "perf_sched")
+        hc.ctx.update_times(hc.now_ns)  # sched_in
+        clear = 0
+        for ev in kept:
+            ev.state = EventState.ACTIVE
+            idx = cast("int", ev.hw_idx)
+            filt = pmu.event_filter(ev, hc.guest_loaded)
+            if idx == CYCLE_IDX:
+                if pe.read_el2("PMCCFILTR_EL0") != filt:
+                    pe.write_el2("PMCCFILTR_EL0", filt)
+            elif pe.evtyper_raw(idx) != filt | ev.attr.config:
+                pe.write_el2(f"PMEVTYPER{idx}_EL0", filt | ev.attr.config)
+            pmu.set_period(ev)
+            clear |= 1 << idx
+        if kept:
+            if pe.overflow_raw() & clear:
+                pe.write_el2("PMOVSCLR_EL0", clear)  # armv8pmu_disable_intens
+            if pe.intr_enabled() & clear != clear:
+                pe.write_el2("PMINTENSET_EL1", clear)
+                pe.write_el2("PMCNTENSET_EL0", clear)
+            pmu.start(pe)
+            self.charge(cpu, len(kept) * sched, "perf_sched")
+        placed = {ev.id for ev in kept}
+        for ev, idx in target.values():
+            if ev.id not in placed:
+                pmu.add(cpu, ev, idx)
+        if waiting and not hc.ctx.rotate_necessary:
+            hc.next_rotation_ns = hc.now_ns + hc.mux_interval_ns  # hrtimer armed
+        hc.ctx.rotate_necessary = waiting
+
+    def _plan_resched(self, cpu: int) -> tuple[dict[int, tuple[PerfEvent, int]], bool] | None:
+        """What ``sched_out`` + ``sched_in`` would do on ``cpu``, on masks only: event id ->
+        (event, counter) in scheduling order, and whether a flexible group waits.  ``None``
+        when the plan would not be exact (groups; a pinned event failing)."""
+        hc = self.cpus[cpu]
+        self.flush(cpu)
+        hc.ctx.update_times(hc.now_ns)
+        mine = self.pmu_of_cpu(cpu)
+        hw = mine.hw[cpu]
+        leaders = hc.ctx.leaders()
+        out = 0
+        for leader in leaders:
+            if leader.siblings:
+                return None
+            if leader.state is EventState.ACTIVE and leader.hw_idx is not None:
+                out |= 1 << leader.hw_idx
+                if leader.chained:
+                    out |= 1 << (leader.hw_idx - 1)
+        used = hw.used_mask & ~out
+        p5 = mine.core.pmuver >= 6
+        target: dict[int, tuple[PerfEvent, int]] = {}
+
+        def place(ev: PerfEvent) -> bool:
+            nonlocal used
+            idx = mine.pick_idx(hw.cntr_mask & ~used, ev)
+            if idx is None:
+                return False
+            used |= 1 << idx
+            if ev.attr.long and not p5 and idx != CYCLE_IDX:
+                used |= 1 << (idx - 1)
+            target[ev.id] = (ev, idx)
+            return True
+
+        def ready(ev: PerfEvent) -> bool:  # INACTIVE once everything is scheduled out
+            return ev.state is EventState.INACTIVE or ev.state is EventState.ACTIVE
+
+        for leader in leaders:
+            if not leader.attr.pinned or not ready(leader) or leader.pmu is not mine:
+                continue
+            if not place(leader):
+                return None  # pinned_error: the full path reports it with its timing
+        can_add_hw = True
+        waiting = False
+        for leader in hc.ctx.flexible_order():
+            if not ready(leader) or leader.pmu is not mine:
+                continue
+            if not can_add_hw or not place(leader):
+                can_add_hw = False
+                waiting = True
+        return target, waiting
 
     def switch_task(self, cpu: int, task: Task | None) -> None:
         """Context switch on ``cpu`` (``perf_event_task_sched_out/in``)."""
@@ -476,8 +589,7 @@ class HostKernel:
         inst = max(1, int(cycles / hc.core.cpi))
         if self.listeners:  # the checker compares counters around EL2 work (pmupart.check)
             self.emit("el2_begin", cpu=cpu, cycles=cycles, inst=inst, party=hc.party)
-        with pe.at_el(2):
-            pe.count({_CYC: cycles, _INST: inst})
+        pe.count_at(2, {_CYC: cycles, _INST: inst})
         if self.listeners:
             self.emit("el2_end", cpu=cpu, cycles=cycles, inst=inst, party=hc.party)
 
@@ -569,13 +681,12 @@ def _split_at_overflow(pe: PE, rem: dict[int, int], cycle_limit: int | None
     best_k = 0
     best_n = 0
     best_ev = -1
-    snap = pe.snapshot()
-    inten = snap.pminten & snap.pmcnten
+    inten = pe.intr_enabled()
     if inten:
         for i in range(pe.num_counters):
             if not (inten >> i) & 1:
                 continue
-            ev = snap.evtyper[i] & 0xFFFF
+            ev = pe.evtyper_raw(i) & 0xFFFF
             n = rem.get(ev)
             if not n:
                 continue

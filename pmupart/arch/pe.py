@@ -182,6 +182,16 @@ class _Plan:
 
 
 _FGT_MASKS: dict[tuple[str, str], int] = {}
+_FEATURE_MASKS: dict[tuple[str, frozenset[str]], int] = {}
+
+
+def _feature_mask(reg: str, features: frozenset[str]) -> int:
+    """``RegDef.feature_mask`` of ``reg`` for a PE's (immutable) feature set, cached."""
+    key = (reg, features)
+    m = _FEATURE_MASKS.get(key)
+    if m is None:
+        m = _FEATURE_MASKS[key] = BY_NAME[reg].feature_mask(features)
+    return m
 
 
 def _fgt_mask(trap_reg: str, field_name: str) -> int:
@@ -1030,7 +1040,7 @@ class PE:
     def _write_evtyper(self, i: int, value: int) -> None:
         # Fields of absent features are RES0 (NSK/NSU/M need EL3; evtCount[15:10] PMUv3p1).
         # An unsupported evtCount reads back as written (policy unknown_readback, ARM §D24.5.12).
-        mask = BY_NAME["PMEVTYPER0_EL0"].feature_mask(self.features)
+        mask = _feature_mask("PMEVTYPER0_EL0", self.features)
         v = value & mask
         # Only pre-PMUv3p8 and outside 0x0000-0x003F / 0x4000-0x403F is the read-back of an
         # unsupported evtCount UNKNOWN; elsewhere it returns what was written (spec §4).
@@ -1114,7 +1124,7 @@ class PE:
 
     def _write_mdcr(self, value: int) -> None:
         """MDCR_EL2: fields of absent features are RES0; HPMN is recomputed (spec §2, §9)."""
-        self._mdcr = value & BY_NAME["MDCR_EL2"].feature_mask(self.features)
+        self._mdcr = value & _feature_mask("MDCR_EL2", self.features)
         self._recompute_hpmn()
 
     def _read_mdcr(self, el: int) -> int:

@@ -143,11 +143,13 @@ class PerfContext:
         #: a flexible group waits for a counter: the mux timer must rotate
         #: (``ctx->rotate_necessary``)
         self.rotate_necessary = False
+        self._times_clean = False  #: every event's timestamp is ``now_ns``
 
     def invalidate(self) -> None:
         """Events were added or removed, or the task changed: recompute the lists."""
         self._leaders = None
         self._flex_valid = False
+        self._times_clean = False
 
     def leaders(self) -> list[PerfEvent]:
         if self._leaders is not None:
@@ -161,7 +163,12 @@ class PerfContext:
 
     def update_times(self, now_ns: int) -> None:
         """``update_context_time`` + ``perf_event_update_time``: enabled time accrues while the
-        event is schedulable here, running time while it holds a counter."""
+        event is schedulable here, running time while it holds a counter.  A second update at
+        the same instant changes nothing (every timestamp is already ``now_ns``; events that
+        join the context or have their clock started mark it dirty), so it is skipped."""
+        if now_ns == self.now_ns and self._times_clean:
+            return
+        self._times_clean = True
         for ev in self.leaders():
             for e in (ev, *ev.siblings):
                 if e.state in (EventState.OFF, EventState.DEAD):
@@ -180,6 +187,7 @@ class PerfContext:
         for ev in events:
             for e in (ev, *ev.siblings):
                 e._tstamp = now_ns
+        self._times_clean = False
 
     def flexible_order(self) -> list[PerfEvent]:
         """Flexible group leaders in rotation order (new ones join at the end)."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pmupart.arch.pe import PE, Access, Outcome
-from pmupart.arch.sysreg import RegDef, check_value, lookup
+from pmupart.arch.sysreg import BY_NAME, RegDef, check_value, lookup
 from pmupart.kvm import uapi
 from pmupart.kvm.debug import host_mdcr, kvm_arm_setup_mdcr_el2, restore_host_traps
 from pmupart.kvm.options import Backend
@@ -133,10 +133,10 @@ class GuestCpu:
 
     # ------------------------------------------------------------------ accesses
     def read(self, name: str) -> Access:
-        return self._access(lookup(name), False, 0)
+        return self._access(BY_NAME.get(name) or lookup(name), False, 0)
 
     def write(self, name: str, value: int) -> Access:
-        reg = lookup(name)
+        reg = BY_NAME.get(name) or lookup(name)
         check_value(reg, value)
         return self._access(reg, True, value)
 
@@ -152,7 +152,7 @@ class GuestCpu:
                 acc = self._id_reg(reg, write)
             else:
                 pe.el = self._el
-                acc = pe.write(reg.name, value) if write else pe.read(reg.name)
+                acc = pe.access(reg, write, value)
             if acc.outcome is not Outcome.TRAP_EL2:
                 break
             t0 = self._host.cpus[self.cpu].now_ns

@@ -371,6 +371,7 @@ def _apply(eng: Engine, rq: CpuRq, a: _Snap, b: _Snap, m: int, dnow: int,
     hc.now_ns += skip
     hc.next_rotation_ns += skip
     hc.ctx.now_ns = hc.now_ns
+    hc.ctx.invalidate()  # the events' timestamps moved with the clock
     rq.slice_end += skip
     rq.busy_ns += skip
     for (name, el), evc in sorted(w.retired.items()):

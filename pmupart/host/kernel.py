@@ -443,8 +443,8 @@ class HostKernel:
         for ev, idx in target.values():
             if ev.id not in placed:
                 pmu.add(cpu, ev, idx)
-        if waiting and not hc.ctx.rotate_necessary:
-            hc.next_rotation_ns = hc.now_ns + hc.mux_interval_ns  # hrtimer armed
+        if waiting:
+            self._mux_hrtimer_restart(hc)  # as sched_in ends
         hc.ctx.rotate_necessary = waiting
 
     def _plan_resched(self, cpu: int) -> tuple[dict[int, tuple[PerfEvent, int]], bool] | None:

@@ -4,6 +4,7 @@ would have counted for a guest or a host perf event."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pmupart import Machine
@@ -107,4 +108,4 @@ def test_attached_checker_records_vcpu_run_work() -> None:
     ck.finish()
     assert ck.ok and ck.ledger.truth("vm0:vcpu0", el=0, cpu=1)[E("INST_RETIRED")] == 70
     assert ck.ledger.ideal_guest("vm0:vcpu0", E("INST_RETIRED")) == 570
-    assert ck.verdict().startswith("verdict: OK — 8 invariants held over")
+    assert re.match(r"verdict: OK — \d+ invariants held over", ck.verdict())

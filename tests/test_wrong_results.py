@@ -59,3 +59,49 @@ def test_run_says_so_and_exits_1_when_the_checker_flags_its_counts() -> None:
     assert r.exit_code == 1
     import json
     assert json.loads(r.stdout)["flagged"].startswith("verdict: ")
+
+
+def test_a_vcpu_never_runs_on_two_cpus_and_perf_times_stay_within_the_run() -> None:
+    """After each migration the vCPU used to run on the new CPU while still finishing its
+    block on the old one (44.5 us over 200 ms), and the fast-forward windows counted the
+    switch before they opened: the guest's time_enabled came out longer than the run."""
+    for name in ("hetero-migration.toml", "cycle-counter-only.toml"):
+        spec = load_scenario(EX / name)
+        checker = Checker()
+        result = run_scenario(spec, listeners=[checker.listener])
+        checker.finish(result)
+        assert {"one-cpu", "perf-times"} <= {inv.name for inv in checker.invariants}
+        assert checker.ok, checker.render()
+        elapsed = max(hc.now_ns for hc in result.machine.host.cpus)
+        for ctx in result.contexts:
+            if ctx.driver is not None:
+                for r in ctx.driver.results():
+                    assert r.time_running <= r.time_enabled <= elapsed
+
+
+def test_the_one_cpu_invariant_reports_a_thread_on_two_cpus() -> None:
+    from pmupart.check.invariants import OneCpuAtATime
+
+    spec = load_scenario(EX / "hetero-migration.toml")
+    checker = Checker()
+    result = run_scenario(spec, listeners=[checker.listener])
+    checker.finish(result)
+    inv = next(i for i in checker.invariants if isinstance(i, OneCpuAtATime))
+    inv.on_event("switch_in", {"ctx": "vm0:vcpu0", "cpu": 0, "t": 100})
+    inv.on_event("switch_out", {"ctx": "vm0:vcpu0", "cpu": 0, "t": 5_000})
+    inv.on_event("switch_in", {"ctx": "vm0:vcpu0", "cpu": 1, "t": 4_000})  # overlap 1 us
+    inv.on_event("switch_in", {"ctx": "vm0:vcpu0", "cpu": 2, "t": 6_000})  # still on cpu1
+    msgs = [v.details() for v in checker.violations if v.rule == "one-cpu"]
+    assert any("runs on two CPUs at once" in m and "overlap_ns=1000" in m for m in msgs)
+    assert any("while still running on another CPU" in m for m in msgs)
+
+
+def test_the_perf_times_invariant_reports_enabled_past_the_run() -> None:
+    spec = load_scenario(EX / "cycle-counter-only.toml")
+    checker = Checker()
+    result = run_scenario(spec, listeners=[checker.listener])
+    drv = next(c.driver for c in result.contexts if c.driver is not None)
+    drv.enabled_ns[0] += 10**9
+    checker.finish(result)
+    assert checker.counts["perf-times"] == 1
+    assert "time_enabled > the elapsed time" in checker.render()

@@ -83,6 +83,10 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _ms(ns: int) -> str:
+    return f"{ns / 1e6:.6f} ms"
+
+
 def _bits(mask: int) -> str:
     out = [("C" if i == CYCLE_IDX else str(i)) for i in range(33) if (mask >> i) & 1]
     return "{" + ",".join(out) + "}"
@@ -761,6 +765,88 @@ class VcpuRunsOnlyWhereItsPmuIs(Invariant):
                         "supported_cpus unrestricted)")
 
 
+# ---------------------------------------------------------------------- 8. one CPU at a time
+class OneCpuAtATime(Invariant):
+    """A vCPU thread (and any host task) runs on at most one physical CPU at any instant:
+    it is switched in on a CPU only after it was switched out of the last one, no earlier
+    in simulated time.  A thread is one Linux task, and a task is on one runqueue's CPU at
+    a time (kernel/sched/core.c: ``set_task_cpu`` moves a task that is not running;
+    KVM's ``kvm_arch_vcpu_load`` on the new CPU follows ``kvm_arch_vcpu_put`` on the old)."""
+
+    name = "one-cpu"
+    rule = "a vCPU or task runs on at most one CPU at any instant"
+    source = ("kernel/sched/core.c (set_task_cpu: only a task that is not running "
+              "migrates); arch/arm64/kvm/arm.c (kvm_arch_vcpu_put before the next "
+              "kvm_arch_vcpu_load)")
+    events = frozenset({"switch_in", "switch_out"})
+
+    def __init__(self, checker: Checker) -> None:
+        super().__init__(checker)
+        self._on: dict[str, tuple[int, int]] = {}  #: ctx -> (cpu, switched in at)
+        self._left: dict[str, tuple[int, int]] = {}  #: ctx -> (cpu, switched out at)
+
+    def on_event(self, kind: str, data: dict[str, Any]) -> None:
+        ctx, cpu, t = str(data["ctx"]), int(data["cpu"]), int(data["t"])
+        who = ctx if ctx in self.c._guest_ctx else None
+        if kind == "switch_in":
+            if ctx in self._on and self._on[ctx][0] != cpu:
+                other, since = self._on[ctx]
+                self.report(cpu, who, f"{ctx} switched in while still running on another "
+                            "CPU", key=("on", other), ctx=ctx, other_cpu=other,
+                            running_since=_ms(since), switch_in=_ms(t))
+            elif ctx in self._left and self._left[ctx][0] != cpu and \
+                    self._left[ctx][1] > t:
+                other, until = self._left[ctx]
+                self.report(cpu, who, f"{ctx} runs on two CPUs at once",
+                            key=("overlap", other), ctx=ctx, other_cpu=other,
+                            other_until=_ms(until), switch_in=_ms(t), overlap_ns=until - t)
+            self._on[ctx] = (cpu, t)
+        else:
+            self._on.pop(ctx, None)
+            self._left[ctx] = (cpu, t)
+
+
+# ---------------------------------------------------------------------- 9. perf times
+class PerfTimesWithinElapsed(Invariant):
+    """Every perf reading, the guests' and the host's, has time_running <= time_enabled <=
+    the simulated time elapsed: perf's times only grow while the event is enabled
+    (``time_enabled``) and, of that, while it is on a counter (``time_running``)
+    (kernel/events/core.c: ``update_event_times``/``perf_event_update_time``; the
+    ``perf_event_read_format`` of include/uapi/linux/perf_event.h)."""
+
+    name = "perf-times"
+    rule = "time_running <= time_enabled <= elapsed, for every perf reading"
+    source = ("kernel/events/core.c (perf_event_update_time); include/uapi/linux/"
+              "perf_event.h (PERF_FORMAT_TOTAL_TIME_ENABLED/RUNNING)")
+
+    def finish(self, result: RunResult | None) -> None:
+        if result is None or self.c.machine is None:
+            return
+        elapsed = max(hc.now_ns for hc in self.c.host.cpus)
+        for ctx in result.contexts:
+            drv = ctx.driver
+            if drv is None:
+                continue
+            for i, ev in enumerate(drv.results()):
+                self._check(ctx.name, ev.event, ev.time_enabled, ev.time_running, elapsed,
+                            cpu=None, guest=True, index=i)
+        for session, rows in result.host:
+            for row in rows:
+                for _count, ena, run, cpu in row.readings:
+                    self._check(f"host {session.scope}", f"{row.pmu}/{row.event}/", ena, run,
+                                elapsed, cpu=cpu, guest=False, index=0)
+
+    def _check(self, who: str, event: str, enabled: int, running: int, elapsed: int, *,
+               cpu: int | None, guest: bool, index: int) -> None:
+        if running <= enabled <= elapsed:
+            return
+        what = ("time_running > time_enabled" if running > enabled
+                else "time_enabled > the elapsed time")
+        self.report(cpu, who if guest else None, f"{who}: {event}: {what}",
+                    key=(who, event, cpu, index), time_enabled=_ms(enabled),
+                    time_running=_ms(running), elapsed=_ms(elapsed))
+
+
 ALL_INVARIANTS: tuple[type[Invariant], ...] = (
     GuestStaysInItsShare,
     NothingLeaksAcrossSwitches,
@@ -770,9 +856,12 @@ ALL_INVARIANTS: tuple[type[Invariant], ...] = (
     OverflowReachesItsOwnerOnce,
     HpmnWithinTheCpu,
     VcpuRunsOnlyWhereItsPmuIs,
+    OneCpuAtATime,
+    PerfTimesWithinElapsed,
 )
 
 __all__ = ["ALL_INVARIANTS", "El2ProhibitedForGuestCounters", "GuestCountsOnlyItsOwnWork",
            "GuestStaysInItsShare", "HostEventsKeepTheirCounts", "HpmnWithinTheCpu",
            "Invariant", "InvariantViolation", "NothingLeaksAcrossSwitches",
-           "OverflowReachesItsOwnerOnce", "VcpuRunsOnlyWhereItsPmuIs"]
+           "OneCpuAtATime", "OverflowReachesItsOwnerOnce", "PerfTimesWithinElapsed",
+           "VcpuRunsOnlyWhereItsPmuIs"]

@@ -59,6 +59,9 @@ class Context:
         self.next_tick_ns = 0
         self._frac: dict[int, float] = {}
         self.truth: dict[int, int] = {}  #: events really retired (by number)
+        #: when it last left a CPU: it may not start on another before then (a thread is on
+        #: one CPU at a time; a block that ran past a migration barrier ends there)
+        self.ready_ns = 0
 
     @property
     def is_vcpu(self) -> bool:
@@ -206,9 +209,12 @@ class Engine:
         hc = self.host.cpus[cpu]
         now = hc.now_ns
         runnable = [c for c in rq.queue if c.runnable]
+        waiting = [c.ready_ns for c in runnable if c.ready_ns > now]
+        if waiting:  # migrated here, still running out its last block on the old CPU
+            runnable = [c for c in runnable if c.ready_ns <= now]
         if not runnable:
             self._switch_out(rq)
-            self.host.advance_idle(cpu, barrier - now)
+            self.host.advance_idle(cpu, min([barrier, *waiting]) - now)
             return
         if rq.current is None or rq.current not in runnable or \
                 (len(runnable) > 1 and now >= rq.slice_end):
@@ -220,12 +226,21 @@ class Engine:
             rq.slice_end = now + self.slice_ns
         ctx = rq.current
         assert ctx is not None
+        sliced = rq.slice_end - now == self.slice_ns
+        if hc.now_ns != now:
+            # the switch's cost, accounted before a fast-forward window may snapshot the
+            # driver below (a window must not see time from before it opened: the guest's
+            # time_enabled came out longer than the run)
+            rq.busy_ns += hc.now_ns - now
+            if ctx.driver is not None and ctx.driver.started:
+                ctx.driver.account(hc.now_ns - now)
+            now = hc.now_ns
         if ctx.program is not None and not ctx.program_ran and ctx.guest is not None:
             self._run_program(ctx, cpu)
             return
         if self.fast_forward:
             w = rq.ff_window
-            fresh = len(runnable) == 1 or rq.slice_end - now == self.slice_ns
+            fresh = len(runnable) == 1 or sliced
             if w is not None and runnable != w.group:
                 self._ff_cancel(rq)
             elif w is not None and ctx is w.ctx and fresh and w.done(self, cpu):
@@ -243,6 +258,8 @@ class Engine:
             stop = min(stop, rq.ff_blocked_until)  # try again then
         if len(runnable) > 1:
             stop = min(stop, rq.slice_end)
+        if waiting:
+            stop = min(stop, max(now + 1, min(waiting)))
         if ctx.driver is not None and ctx.driver.needs_tick():
             stop = min(stop, max(ctx.next_tick_ns, now + 1))
         phase, left = ctx.phase_at(ctx.work_ns)
@@ -432,6 +449,7 @@ class Engine:
             self._ff_cancel(self.rqs[dst])
             if rq.current is c:
                 self._switch_out(rq)
+            c.ready_ns = max(c.ready_ns, self.host.cpus[src].now_ns)
             rq.queue.remove(c)
             self._enqueue(c, dst)
             self.migrations += 1
@@ -446,6 +464,9 @@ class Engine:
             cpu = ctx.cpu if ctx.cpu is not None else ctx.affinity[0]
             rq = self.rqs[cpu]
             self._switch_out(rq)
+            now = self.host.cpus[cpu].now_ns
+            if ctx.ready_ns > now:
+                self.host.advance_idle(cpu, ctx.ready_ns - now)
             if self._switch_in(rq, ctx) and ctx.guest is not None:
                 ctx.driver.finish(ctx.guest)
             self._switch_out(rq)

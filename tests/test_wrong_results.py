@@ -105,3 +105,20 @@ def test_the_perf_times_invariant_reports_enabled_past_the_run() -> None:
     checker.finish(result)
     assert checker.counts["perf-times"] == 1
     assert "time_enabled > the elapsed time" in checker.render()
+
+
+def test_trace_is_the_same_bytes_for_the_same_run(tmp_path: Path) -> None:
+    """Squeezed-event instants held a Python repr with a memory address."""
+    import subprocess
+    import sys
+
+    outs = []
+    for i in range(2):  # two processes: addresses differ between them
+        out = tmp_path / f"t{i}.json"
+        subprocess.run([sys.executable, "-m", "pmupart", "run",
+                        str(EX / "shared-6-counters.toml"), "--duration", "30ms",
+                        "--trace", str(out)], check=True, capture_output=True)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    assert b"host event squeezed out" in outs[0]
+    assert b" object at 0x" not in outs[0] and b"PerfEvent(" not in outs[0]

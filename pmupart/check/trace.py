@@ -79,6 +79,20 @@ class _Cpu:
     next_due: int = 0  #: the next time the counter tracks may be sampled
 
 
+def _event_args(ev: Any) -> dict[str, Any]:
+    """A perf event as the trace names it: ``pmu/event/`` and its owner, as perf prints it,
+    never a Python repr (which holds a memory address: two identical runs gave different
+    bytes)."""
+    if ev is None:
+        return {}
+    from pmupart.arch.events import event_name
+
+    attr = getattr(ev, "attr", None)
+    pmu = getattr(getattr(ev, "pmu", None), "name", "?")
+    name = event_name(attr.config).lower() if attr is not None else "?"
+    return {"event": f"{pmu}/{name}/", "owner": str(getattr(ev, "owner", "?"))}
+
+
 class TraceRecorder:
     """Listens to a run; writes its Perfetto trace and its plot afterwards.
 
@@ -151,7 +165,7 @@ class TraceRecorder:
             self._instant(int(data["cpu"]), "virq", "vIRQ", t, {"vcpu": str(data["vcpu"])})
         elif kind == "squeezed":
             self._instant(int(data["cpu"]), "squeezed", "host event squeezed out", t,
-                          {"event": str(data.get("event", ""))})
+                          _event_args(data.get("event")))
         elif kind == "fail_entry":
             self._instant(int(data["cpu"]), "fail_entry", "KVM_EXIT_FAIL_ENTRY", t,
                           {"ctx": str(data["ctx"])})

@@ -11,6 +11,8 @@ import contextlib
 import dataclasses
 import sys
 import traceback
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,7 +30,7 @@ from hypothesis.stateful import (
 
 from pmupart import Machine
 from pmupart.arch.events import event_number as E
-from pmupart.check import Checker
+from pmupart.check import Checker, InvariantViolation
 from pmupart.host.perf_event import PerfEventAttr
 from pmupart.host.topology import Topology
 from pmupart.kvm import KvmError, uapi
@@ -76,6 +78,16 @@ OPS = st.one_of(
 )
 CLUSTER = st.tuples(st.sampled_from(CORES), st.integers(1, 2))
 
+#: Hazards of the design the random driver finds, each a finding with its own scenario under
+#: examples/findings/: slug -> "this violation is it".  An example that meets one is counted
+#: in FOUND and not checked further (what follows is its consequence).
+KNOWN_FINDINGS: dict[str, Callable[[InvariantViolation], bool]] = {
+    # a 64-bit value saved on a PMUv3p5+ CPU loaded on a 32-bit-counter CPU (issue 14)
+    "mixed-counter-width": lambda v: v.rule == "no-leak" and
+    "does not fit this CPU's 32-bit event counters" in v.message,
+}
+FOUND: Counter[str] = Counter()
+
 
 class GuestProgram:
     """Runs a list of (op, register, value) steps on the guest CPU; its PMU interrupt
@@ -120,6 +132,7 @@ class CheckedMachine(RuleBasedStateMachine):
         self.ck = Checker()
         self.nvms = 0
         self.nevents = 0
+        self.finding: str | None = None
 
     @initialize(clusters=st.lists(CLUSTER, min_size=1, max_size=2,
                                   unique_by=lambda c: c[0]),
@@ -188,17 +201,30 @@ class CheckedMachine(RuleBasedStateMachine):
                                                   exclude_guest=not guest), cpu=c)
         self.nevents += 1
 
+    def _holds(self) -> None:
+        """Every invariant holds, or the run met a known finding (recorded in FOUND; what
+        follows a finding in the same example is its consequence, not checked further)."""
+        if self.finding is not None:
+            return
+        for v in self.ck.violations:
+            for slug, is_it in KNOWN_FINDINGS.items():
+                if is_it(v):
+                    self.finding = slug
+                    FOUND[slug] += 1
+                    return
+        assert self.ck.ok, self.ck.render()
+
     @invariant()
     def every_invariant_holds(self) -> None:
         if self.m is None:
             return
         self.ck.check_state()
-        assert self.ck.ok, self.ck.render()
+        self._holds()
 
     def teardown(self) -> None:
         if self.m is not None:
             self.ck.finish()
-            assert self.ck.ok, self.ck.render()
+            self._holds()
 
 
 CheckedMachine.TestCase.settings = settings(

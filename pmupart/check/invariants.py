@@ -324,8 +324,20 @@ class NothingLeaksAcrossSwitches(Invariant):
             i = bad[0]
             hwv = s.pmccntr if i == CYCLE_IDX else s.evcntr[i]
             sv = pmu.ccntr if i == CYCLE_IDX else pmu.evcntr[i]
-            self.report(cpu, vcpu.name, "hardware counter differs from the vCPU's saved value "
-                        "after load", key=("value", i), counter=i, hardware=hwv, saved=sv)
+            if i != CYCLE_IDX and pe.pmuver < PMUVer.V3P5 and hwv == sv & _M32:
+                # ARM §D13.3: before PMUv3p5 an event counter is 32 bits (bits [63:32] RES0);
+                # the value was saved on a CPU with 64-bit counters (the finding
+                # examples/findings/mixed-counter-width.toml)
+                self.report(cpu, vcpu.name, "the vCPU's saved counter does not fit this CPU's "
+                            "32-bit event counters: bits [63:32] are lost at load, so the "
+                            "guest's count jumps (a host mixing 32- and 64-bit counters)",
+                            key=("value", i), counter=i, hardware=hwv, saved=sv,
+                            lost=sv & ~_M32, cpu_pmu=self.c.host.pmu_of_cpu(cpu).name,
+                            cpu_pmuver=pe.pmuver.name)
+            else:
+                self.report(cpu, vcpu.name, "hardware counter differs from the vCPU's saved "
+                            "value after load", key=("value", i), counter=i, hardware=hwv,
+                            saved=sv)
         prev = self._saved.get(vcpu.name)
         if prev is not None:
             vals, cc = prev

@@ -83,6 +83,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "run": "pmupart.sim.cli_run:run",
     "check": "pmupart.check.cli_check:check",
     "experiment": "pmupart.check.cli_experiment:experiment",
+    "probe": "pmupart.probe.cli:probe",
 }
 
 

@@ -15,8 +15,10 @@ encoding checked against capstone in ``tests/test_aarch64_asm.py``):
 * system: ``mrs``/``msr`` by name (every register of ``pmupart/arch/sysreg.txt``, the few
   exception-handling registers in :data:`OTHER_SYSREGS`, or ``S<op0>_<op1>_C<n>_C<m>_<op2>``),
   ``msr daifset|daifclr, #imm``, ``dmb``/``dsb`` (``sy``, ``ish``, ...), ``isb``, ``eret``,
-  ``svc``, ``hvc``, ``brk``, ``udf``, ``wfi``, ``wfe``, ``nop``
-* directives: labels ``name:``, ``.equ name, expr`` (or ``.set``), ``.word``, ``.quad``,
+  ``svc``, ``hvc``, ``smc``, ``brk``, ``hlt`` (``hlt #0xf000`` is the Arm semihosting call),
+  ``udf``, ``wfi``, ``wfe``, ``nop``
+* directives: labels ``name:``, ``.equ name, expr`` (or ``.set``), ``.byte``, ``.word``, ``.quad``,
+  ``.ascii "text"`` / ``.asciz "text"`` (C escapes; ``.asciz`` adds a NUL),
   ``.align n`` (to 2**n, padded with zeros), ``.org`` (forward only), ``.text``/``.global``
   (ignored); comments start with ``//``.
 
@@ -237,6 +239,10 @@ class _Asm:
             return 4 * len(self.mov_imm(0, v, is64))
         if op == ".word":
             return 4 * len(args)
+        if op == ".byte":
+            return len(args)
+        if op in (".ascii", ".asciz"):
+            return len(self.string(args, op == ".asciz"))
         if op == ".quad":
             return 8 * len(args)
         if op == ".align":
@@ -248,6 +254,20 @@ class _Asm:
                 raise self.err(f".org {target:#x} is behind the current address {addr:#x}")
             return target - addr
         return 4
+
+    def string(self, args: list[str], nul: bool) -> bytes:
+        """The bytes of a ``.ascii``/``.asciz`` operand: one double-quoted string with C
+        escapes (``\\n``, ``\\t``, ``\\\\``, ``\\"``, ``\\xNN``), ASCII only."""
+        t = args[0] if len(args) == 1 else ""
+        if len(t) < 2 or t[0] != '"' or t[-1] != '"':
+            raise self.err('expected one double-quoted string, like "text\\n"')
+        try:
+            v = ast.literal_eval(t)
+        except (SyntaxError, ValueError):
+            raise self.err(f"bad string literal {t}") from None
+        if not isinstance(v, str) or not v.isascii():
+            raise self.err("strings must be ASCII")
+        return v.encode() + (b"\0" if nul else b"")
 
     def _is_reg(self, s: str) -> bool:
         t = s.strip().lower()
@@ -295,7 +315,10 @@ class _Asm:
                 continue
             parts = s.split(None, 1)
             op = parts[0].lower()
-            args = _split_args(parts[1]) if len(parts) > 1 else []
+            if op in (".ascii", ".asciz"):
+                args = [parts[1].strip()] if len(parts) > 1 else []
+            else:
+                args = _split_args(parts[1]) if len(parts) > 1 else []
             if op in (".equ", ".set"):
                 if len(args) != 2 or not re.fullmatch(r"[A-Za-z_]\w*", args[0]):
                     raise self.err("expected .equ NAME, expression")
@@ -321,6 +344,10 @@ class _Asm:
             return b"".join(struct.pack("<I", self.expr(x) & 0xFFFFFFFF) for x in a)
         if op == ".quad":
             return b"".join(struct.pack("<Q", self.expr(x) & (2**64 - 1)) for x in a)
+        if op == ".byte":
+            return bytes(self.fits(self.expr(x), -128, 255, ".byte value") & 0xFF for x in a)
+        if op in (".ascii", ".asciz"):
+            return self.string(a, op == ".asciz")
         if op in (".align", ".org"):
             return b""
         if op.startswith("b.") and op[2:] in _COND:
@@ -656,6 +683,12 @@ class _Asm:
 
     def op_hvc(self, a: list[str], pc: int) -> list[int]:
         return self._imm16(a, 0xD4000002)
+
+    def op_smc(self, a: list[str], pc: int) -> list[int]:
+        return self._imm16(a, 0xD4000003)
+
+    def op_hlt(self, a: list[str], pc: int) -> list[int]:
+        return self._imm16(a, 0xD4400000)
 
     def op_brk(self, a: list[str], pc: int) -> list[int]:
         return self._imm16(a, 0xD4200000)

@@ -71,6 +71,11 @@ class Report:
             for r in rows:
                 lines.append(f"{r.opid:#06x}  {r.probe}  {r.op}  {r.observed}  {r.expected}  "
                              f"{r.cls}  {r.why}")
+        groups = self.groups()
+        if groups:
+            lines.append("by probe family:")
+            for (cls, fam, why), n in groups.items():
+                lines.append(f"  {n:5d}  {cls:14s}  {fam}" + (f"  ({why})" if why else ""))
         lines.append(self.summary_line())
         return "\n".join(lines) + "\n"
 
@@ -79,10 +84,16 @@ class Report:
                            "outcomes": [r.__dict__ for r in self.rows]}, indent=1,
                           sort_keys=True) + "\n"
 
-    def signatures(self) -> list[str]:
-        """Stable one-line descriptions of the non-agreeing outcomes (for golden files)."""
-        return [f"{r.cls}: {r.probe} | {r.op} | observed {r.observed} | model {r.expected}"
-                + (f" | {r.why}" if r.cls == "cu" else "") for r in self.deviations()]
+    def groups(self) -> dict[tuple[str, str, str], int]:
+        """The non-agreeing outcomes counted by (class, probe family, policies for cu): the
+        probe family is the probe name without its HPMN, index and EL (``swinc``,
+        ``access``, ...).  Stable across runs: golden files and docs/conformance.md use it."""
+        out: Counter[tuple[str, str, str]] = Counter()
+        for r in self.deviations():
+            words = r.probe.split()
+            fam = words[1] if len(words) > 1 else words[0]
+            out[(r.cls, fam, r.why if r.cls == "cu" else "")] += 1
+        return dict(sorted(out.items()))
 
 
 def classify(image: ProbeImage, log: ProbeLog, run: dict[int, str], pred: dict[int, str],
@@ -114,13 +125,37 @@ def check_on_pe(image: ProbeImage, log: ProbeLog,
                 progress: Callable[[str], Any] | None = None) -> Report:
     """Check a log of an EL2 image (or a guest image run without EL2) against a bare PE
     configured from the log's ID preamble."""
-    from pmupart.probe.model import pe_from_ids, policy_alternatives, predict, run_image_on_pe
-
-    run = run_image_on_pe(image, pe_from_ids(log.ids)).results
-    pred = predict(image, pe_from_ids(log.ids))
-    alts = [(name, predict(image, pe_from_ids(log.ids, pol)))
-            for name, pol in policy_alternatives()]
+    run, pred, alts = _model_side(image, log.ids)
     return classify(image, log, run, pred, alts, _describe(log))
+
+
+_CACHE: dict[tuple[str, str], tuple[dict[int, str], dict[int, str],
+                                    list[tuple[str, dict[int, str]]]]] = {}
+
+
+def _model_side(image: ProbeImage, ids: dict[str, int]) -> tuple[
+        dict[int, str], dict[int, str], list[tuple[str, dict[int, str]]]]:
+    """The model's run, its prediction and the alternative-policy predictions for the PE
+    the ID registers describe (cached per image and PE configuration: two logs from
+    equivalent PEs share them)."""
+    from pmupart.probe.model import (
+        pe_from_ids,
+        pe_kwargs,
+        policy_alternatives,
+        predict,
+        run_image_on_pe,
+    )
+
+    key = (image.digest, repr(sorted(pe_kwargs(ids).items())))
+    if key not in _CACHE:
+        run = run_image_on_pe(image, pe_from_ids(ids)).results
+        pred = predict(image, pe_from_ids(ids))
+        alts = [(name, predict(image, pe_from_ids(ids, pol)))
+                for name, pol in policy_alternatives()]
+        if len(_CACHE) > 8:
+            _CACHE.clear()
+        _CACHE[key] = (run, pred, alts)
+    return _CACHE[key]
 
 
 def _describe(log: ProbeLog) -> str:

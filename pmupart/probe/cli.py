@@ -154,8 +154,12 @@ def run(mode: str, counters: int | None, hpmn: str | None, core: str, vpmu: str 
     from pmupart.arch.cores import get_core
     from pmupart.cli import fail
     from pmupart.probe.image import build_image
-    from pmupart.probe.model import kvm_guest_cpu_run, model_log_text, run_image_on_cpu, \
-        run_image_on_pe
+    from pmupart.probe.model import (
+        kvm_guest_cpu_run,
+        model_log_text,
+        run_image_on_cpu,
+        run_image_on_pe,
+    )
 
     try:
         c = get_core(core)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pmupart.guest.aarch64.asm import assemble
 from pmupart.probe.catalogue import (
@@ -120,13 +121,13 @@ def _op_asm(op: Op, opid: int, el2_index: dict[str, int], lbl: str) -> list[str]
     out: list[str] = [f"// {opid:#06x}: {op.text()}" if op.recorded else f"// {op.text()}"]
     if op.kind == "work":
         if op.el == 2:
-            return out + [f"mov x0, #{FN_WORK}", "hvc #0"]
+            return [*out, f"mov x0, #{FN_WORK}", "hvc #0"]
         body = [f"mov x3, #{WORK_ITERATIONS}", f"{lbl}_loop: subs x3, x3, #1",
                 f"b.ne {lbl}_loop"]
         if op.el == 1:
-            return out + body
-        return out + [f"adr x9, {lbl}_el0", "bl run_el0", f"b {lbl}_done", f"{lbl}_el0:",
-                      *body, "svc #0", f"{lbl}_done:"]
+            return [*out, *body]
+        return [*out, f"adr x9, {lbl}_el0", "bl run_el0", f"b {lbl}_done", f"{lbl}_el0:",
+                *body, "svc #0", f"{lbl}_done:"]
     if op.el == 2:
         idx = el2_index[op.reg]
         if op.kind == "r":
@@ -557,8 +558,10 @@ preamble:
     return "\n".join(L)
 
 
+@lru_cache(maxsize=8)
 def build_image(p: Params) -> ProbeImage:
-    """Assemble the image for ``p`` (deterministic: same parameters, same bytes)."""
+    """Assemble the image for ``p`` (deterministic: same parameters, same bytes; cached,
+    so treat the result as read-only)."""
     probes = build_catalogue(p)
     el2_regs = _el2_regs(probes) if p.mode == "el2" else ()
     idx = {r: i for i, r in enumerate(el2_regs)}

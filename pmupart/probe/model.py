@@ -21,7 +21,6 @@ from dataclasses import fields
 from enum import Enum
 from typing import Any
 
-from pmupart.arch.events import BASE_EVENTS  # noqa: F401  (documents the default set)
 from pmupart.arch.features import PMUVer
 from pmupart.arch.pe import PE, Access
 from pmupart.arch.pe import Outcome as AccOutcome
@@ -51,7 +50,8 @@ _UNDEF_ESR = 1 << 25  #: EC 0x00 (unknown reason), IL = 1 (ARM §D24.2 ESR_ELx)
 _EC_SYSREG = 0x18
 _RT = 1  #: the image moves PMU registers through x1
 LOAD_BASE = 0x10000  #: where the model run loads the image
-WORK_EVENTS = {"CPU_CYCLES": 2 * WORK_ITERATIONS, "INST_RETIRED": 2 * WORK_ITERATIONS}
+WORK_EVENTS: dict[str | int, int] = {"CPU_CYCLES": 2 * WORK_ITERATIONS,
+                                     "INST_RETIRED": 2 * WORK_ITERATIONS}
 
 
 def sysreg_esr(reg: str, write: bool, rt: int = _RT) -> int:
@@ -139,7 +139,8 @@ def policy_alternatives() -> list[tuple[str, Policies]]:
             continue
         for member in type(default):
             if member is not default:
-                out.append((f"{f.name}={member.value}", Policies(**{f.name: member})))
+                out.append((f"{f.name}={member.value}",
+                            Policies.from_mapping({f.name: member.value})))
     return out
 
 
@@ -250,8 +251,6 @@ def predict(image: ProbeImage, cpu: Any) -> dict[int, str]:
     image) and return what the image must report, by opid."""
     t = _Target(cpu)
     out: dict[int, str] = {}
-    for o in outcomes(image.probes):
-        pass
     ids = {(o.probe.name, o.index): o.opid for o in outcomes(image.probes)}
     for pr in image.probes:
         for k, op in enumerate(pr.ops):

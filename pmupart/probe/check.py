@@ -169,13 +169,15 @@ def _describe(log: ProbeLog) -> str:
 
 
 def check_on_vpmu(image: ProbeImage, log: ProbeLog, core: str, vpmu: str,
-                  reserved: int) -> Report:
+                  reserved: int, revision: str | None = None) -> Report:
     """Check a guest image's log against the model's KVM: the expectation is what the
     model's vPMU (``vpmu``, on a host of ``core`` CPUs) gives the guest."""
     from pmupart.probe.model import kvm_guest_cpu_run, predict, run_image_on_cpu
 
-    run = kvm_guest_cpu_run(core, vpmu, reserved, lambda c: run_image_on_cpu(image, c)).results
-    pred = kvm_guest_cpu_run(core, vpmu, reserved, lambda c: predict(image, c))
+    run = kvm_guest_cpu_run(core, vpmu, reserved, lambda c: run_image_on_cpu(image, c),
+                            revision).results
+    pred = kvm_guest_cpu_run(core, vpmu, reserved, lambda c: predict(image, c), revision)
+    rev = f", revision {revision}" if revision else ""
     return classify(image, log, run, pred, [],
-                    f"{vpmu} vPMU on {core}, reserved_host_counters={reserved}; "
+                    f"{vpmu} vPMU on {core}, reserved_host_counters={reserved}{rev}; "
                     f"{log.params.text()}")

@@ -88,7 +88,8 @@ def build(mode: str, output: Path, counters: int, hpmn: str | None, uart: str,
 @click.option("--reserved", type=int, default=2, show_default=True,
               help="With --vpmu: arm_pmuv3.reserved_host_counters.")
 @click.option("--revision", default=None,
-              help="With --vpmu: the KVM revision to model (default: the model's default).")
+              help="With --vpmu: the KVM revision to model (upstream, v8, intent, ...; "
+                   "default: the model's default).")
 @click.option("--json", "as_json", is_flag=True, help="Machine output, with a summary object.")
 @click.option("--all", "show_all", is_flag=True, help="List agreeing outcomes too.")
 def check(log_file: Path, vpmu: str | None, core: str, reserved: int, revision: str | None,
@@ -116,14 +117,11 @@ def check(log_file: Path, vpmu: str | None, core: str, reserved: int, revision: 
     if img.digest != log.digest:
         fail(f"{log_file}: made by an image with digest {log.digest}; this pmupart builds "
              f"{img.digest} for {log.params.text()} (rebuild the image with this version)")
-    if revision is not None:
-        fail("--revision: this pmupart models one KVM revision per backend; named "
-             "revisions are not available yet")
     try:
         if vpmu is not None:
             if log.params.mode != "guest":
                 fail("--vpmu checks a guest image (probe build --mode guest)")
-            rep = check_on_vpmu(img, log, core, vpmu, reserved)
+            rep = check_on_vpmu(img, log, core, vpmu, reserved, revision)
         else:
             rep = check_on_pe(img, log)
     except (ProbeLogError, ValueError) as e:
@@ -144,10 +142,11 @@ def check(log_file: Path, vpmu: str | None, core: str, reserved: int, revision: 
 @click.option("--vpmu", type=click.Choice(["emulated", "partitioned"]), default=None,
               help="Guest mode: run as the guest of this vPMU of the model's KVM.")
 @click.option("--reserved", type=int, default=2, show_default=True)
+@click.option("--revision", default=None, help="Guest mode: the KVM revision to model.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the log here (default: stdout).")
 def run(mode: str, counters: int | None, hpmn: str | None, core: str, vpmu: str | None,
-        reserved: int, output: Path | None) -> None:
+        reserved: int, revision: str | None, output: Path | None) -> None:
     """Run a probe image under the model and print its log (the model as an implementation:
     ``probe check`` of this log must find every outcome in agreement)."""
     from pmupart.arch import PE
@@ -176,9 +175,12 @@ def run(mode: str, counters: int | None, hpmn: str | None, core: str, vpmu: str 
         else:
             if vpmu is None:
                 fail("--mode guest needs --vpmu emulated|partitioned (the model's KVM)")
-            log = kvm_guest_cpu_run(core, vpmu, reserved, lambda cpu: run_image_on_cpu(img, cpu))
+            log = kvm_guest_cpu_run(core, vpmu, reserved,
+                                    lambda cpu: run_image_on_cpu(img, cpu), revision)
             text = model_log_text(img, log, c)
-    except (ValueError, RuntimeError) as e:
+    except ValueError as e:
+        fail(str(e))
+    except RuntimeError as e:
         fail(str(e), code=1)
     if output is None:
         click.echo(text, nl=False)

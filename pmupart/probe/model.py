@@ -264,24 +264,30 @@ def predict(image: ProbeImage, cpu: Any) -> dict[int, str]:
 
 
 # ---------------------------------------------------------------------- KVM guests
-def kvm_guest_cpu_run(core: str, vpmu: str, reserved: int, fn: Callable[[Any], Any]) -> Any:
+def kvm_guest_cpu_run(core: str, vpmu: str, reserved: int, fn: Callable[[Any], Any],
+                      revision: str | None = None) -> Any:
     """Run ``fn(cpu)`` on the one vCPU of a fresh VM, as a VMM sets it up: a machine of two
     ``core`` CPUs, ``arm_pmuv3.reserved_host_counters=reserved``, a vGIC, the vCPU PMU on
-    PPI 23 (partitioned with ``vpmu="partitioned"``), initialised.  Returns fn's result."""
+    PPI 23 (partitioned with ``vpmu="partitioned"``), initialised, KVM modelled at
+    ``revision`` (the model's default when None).  Returns fn's result."""
     from pmupart import Machine
     from pmupart.host.topology import Topology
-    from pmupart.kvm import uapi
+    from pmupart.kvm import KvmError, uapi
 
     if vpmu not in ("emulated", "partitioned"):
         raise ValueError(f"vpmu must be emulated or partitioned, not {vpmu!r}")
     ctrl = uapi.KVM_ARM_VCPU_PMU_V3_CTRL
     topo = Topology.from_mapping({"name": core, "cluster": [{"core": core, "count": 2}]})
-    m = Machine.from_topology(topo, reserved_host_counters=reserved)
+    m = Machine.from_topology(topo, reserved_host_counters=reserved, revision=revision)
     v = m.kvm.create_vm().create_vcpu(pmu=True)
-    if vpmu == "partitioned":
-        v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION, 1)
-    v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_IRQ, 23)
-    v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_INIT, None)
+    try:
+        if vpmu == "partitioned":
+            v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION, 1)
+        v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_IRQ, 23)
+        v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_INIT, None)
+    except KvmError as e:
+        raise ValueError(f"setting up the {vpmu} vPMU on {core} "
+                         f"(revision {revision or 'default'}): {e}") from None
     box: list[Any] = []
     v.run(lambda cpu: box.append(fn(cpu)), cpu=0)
     if not box:

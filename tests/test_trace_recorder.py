@@ -231,17 +231,25 @@ def test_slices_capped_flows_stay_anchored(tmp_path: Path) -> None:
     assert tr.dropped["slice"] > 0
 
 
-def test_plot_spans_coarsened() -> None:
+def test_plot_spans_merged_and_shares_keep_short_stretches() -> None:
     from pmupart.check.trace import _coarsen
-    from pmupart.report.plots import OwnershipSpan
+    from pmupart.report.plots import OwnershipSpan, ownership_shares
+    from pmupart.report.plots import _stack as stack
     # a counter that flips owner every 10 ns for 100 us, and one held by two owners
     flips = [OwnershipSpan(0, 0, t, t + 10, "host" if (t // 10) % 2 else "vm0")
              for t in range(0, 100_000, 10)]
     calm = [OwnershipSpan(0, 1, 0, 40_000, "vm0"), OwnershipSpan(0, 1, 40_000, 60_000, "vm0"),
             OwnershipSpan(0, 1, 60_000, 100_000, "free")]
-    out = _coarsen(flips + calm, 100_000, columns=100, exact_up_to=50)
-    row0 = [s for s in out if s.counter == 0]
-    assert 1 <= len(row0) <= 100
-    assert row0[0].start_ns == 0 and row0[-1].end_ns == 100_000
+    out = _coarsen(flips + calm, 100_000)
     assert [(s.start_ns, s.end_ns, s.owner) for s in out if s.counter == 1] == \
         [(0, 60_000, "vm0"), (60_000, 100_000, "free")]
+    sh = ownership_shares(out, 100_000, 100)
+    assert all(abs(x - 0.5) < 1e-9 for x in sh[(0, "vm0")])  # half of every column
+    assert sh[(1, "vm0")][:60] == [1.0] * 60 and sh[(1, "free")][60:] == [1.0] * 40
+    # a VM holding a counter 1 us in every 4 ms for 60 s: a 0.025% share per 50 ms column,
+    # which a majority vote per pixel dropped; the stack keeps a cell for it
+    short = [OwnershipSpan(0, 0, t, t + 1_000, "vm0") for t in range(0, 60 * 10**9, 4_000_000)]
+    sh = ownership_shares(short, 60 * 10**9, 1200)
+    assert all(0 < x < 0.001 for x in sh[(0, "vm0")])
+    assert stack([("host", 0.9997), ("vm0", 0.0003)]).count("vm0") == 1
+    assert len(stack([("host", 0.2), ("vm0", 0.5), ("free", 0.3)])) == 10

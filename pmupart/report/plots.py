@@ -29,6 +29,7 @@ __all__ = [
     "OwnershipSpan",
     "counter_label",
     "owner_colours",
+    "ownership_shares",
     "plot_counted_vs_true",
     "plot_ownership",
     "plot_run",
@@ -162,37 +163,102 @@ def _figure(height_in: float) -> Figure:
     return fig
 
 
+#: Time columns of the ownership bands: about one per pixel of the 12-inch figure at 100 dpi.
+_COLUMNS = 1100
+#: Cells of each counter's row, stacked by share; one blank cell above and below.
+_CELLS = 10
+
+
+def ownership_shares(spans: Sequence[OwnershipSpan], t_max: int, columns: int
+                     ) -> dict[tuple[int | str, str], list[float]]:
+    """Per (counter, owner), the share of each of ``columns`` equal stretches of ``[0,
+    t_max)`` the owner held the counter (0..1): what a pixel column shows, so a stretch
+    shorter than a pixel is still counted instead of vanishing."""
+    import numpy as np
+
+    edges = np.linspace(0.0, float(t_max), columns + 1)
+    width = float(t_max) / columns
+    by: dict[tuple[int | str, str], list[OwnershipSpan]] = {}
+    for sp in spans:
+        by.setdefault((sp.counter, sp.owner), []).append(sp)
+    out: dict[tuple[int | str, str], list[float]] = {}
+    for key, mine in by.items():
+        mine.sort(key=lambda sp: sp.start_ns)
+        # owned(t) is piecewise linear: flat between spans, slope 1 inside one
+        xs, ys, acc = [0.0], [0.0], 0.0
+        for sp in mine:
+            xs.append(float(sp.start_ns))
+            ys.append(acc)
+            acc += sp.end_ns - sp.start_ns
+            xs.append(float(sp.end_ns))
+            ys.append(acc)
+        owned = np.interp(edges, np.array(xs), np.array(ys))
+        out[key] = [min(1.0, max(0.0, float(v) / width)) for v in np.diff(owned)]
+    return out
+
+
+def _stack(shares: list[tuple[str, float]]) -> list[str]:
+    """``_CELLS`` cells for one column: each owner with a share gets at least one cell
+    (largest remainder for the rest), in the given order."""
+    present = [(o, sh) for o, sh in shares if sh > 0]
+    if not present:
+        return []
+    total = sum(sh for _, sh in present)
+    want = [sh / total * _CELLS for _, sh in present]
+    cells = [max(1, int(w)) for w in want]
+    while sum(cells) > _CELLS:
+        i = max(range(len(cells)), key=lambda k: (cells[k] - want[k], cells[k]))
+        cells[i] -= 1
+    order = sorted(range(len(cells)), key=lambda k: -(want[k] - int(want[k])))
+    for k in order:
+        if sum(cells) >= _CELLS:
+            break
+        cells[k] += 1
+    out: list[str] = []
+    for (o, _), n in zip(present, cells, strict=True):
+        out += [o] * n
+    return out
+
+
 def _draw_ownership(fig: Figure, axes: Sequence[Axes], spans: Sequence[OwnershipSpan],
                     cpus: Sequence[int]) -> None:
+    """Each counter's row, column by column (about one per pixel): the share of the
+    column's time each owner held it, stacked (host, then VMs, then free); an owner that
+    held it at all gets at least a tenth of the row, so short stretches stay visible."""
+    import numpy as np
+    from matplotlib.colors import to_rgb
     from matplotlib.patches import Patch
 
     colours = owner_colours(s.owner for s in spans)
+    rgb = {o: to_rgb(c) for o, c in colours.items()}
     t_max = max(s.end_ns for s in spans)
     div, unit = _time_axis(t_max)
+    order = sorted(colours, key=lambda o: (o == FREE, o != HOST, o))
+    cols = _COLUMNS
     for ax, cpu in zip(axes, cpus, strict=True):
         mine = [s for s in spans if s.cpu == cpu]
         counters = sorted({s.counter for s in mine}, key=_counter_key)
-        row = {c: i for i, c in enumerate(counters)}
-        # One bar collection per (counter, owner): a run with thousands of ownership
-        # changes draws in one call per row and owner, not one per span.
-        bars: dict[tuple[int, str], list[tuple[float, float]]] = {}
-        for s in sorted(mine, key=lambda s: (_counter_key(s.counter), s.start_ns, s.owner)):
-            bars.setdefault((row[s.counter], s.owner), []).append(
-                (s.start_ns / div, (s.end_ns - s.start_ns) / div))
-        for (y, owner), xranges in bars.items():
-            ax.broken_barh(xranges, (y - 0.4, 0.8), facecolors=colours[owner],
-                           edgecolors="none")
+        shares = ownership_shares(mine, t_max, cols)
+        h = _CELLS + 2
+        img = np.ones((len(counters) * h, cols, 3))
+        for r, c in enumerate(counters):
+            per = [(o, shares.get((c, o))) for o in order]
+            have = [(o, sh) for o, sh in per if sh is not None]
+            for x in range(cols):
+                for k, o in enumerate(_stack([(o, sh[x]) for o, sh in have])):
+                    img[r * h + 1 + k, x] = rgb[o]
+        ax.imshow(img, aspect="auto", interpolation="nearest",
+                  extent=(0.0, t_max / div, len(counters) - 0.5, -0.5))
         ax.set_yticks(range(len(counters)), [counter_label(c) for c in counters])
-        ax.set_ylim(-0.6, len(counters) - 0.4)
-        ax.invert_yaxis()
+        ax.set_ylim(len(counters) - 0.5, -0.5)
         ax.set_xlim(0, t_max / div)
         ax.set_ylabel(f"cpu{cpu}", rotation=0, ha="right", va="center", fontweight="bold")
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="x", alpha=0.3)
-    axes[-1].set_xlabel(f"simulated time ({unit})")
-    legend_owners = sorted(colours, key=lambda o: (o == FREE, o != HOST, o))
+    axes[-1].set_xlabel(f"simulated time ({unit}); each column stacks the share of its time "
+                        "each owner held the counter")
     used = {s.owner for s in spans}
-    handles = [Patch(facecolor=colours[o], label=o) for o in legend_owners if o in used]
+    handles = [Patch(facecolor=colours[o], label=o) for o in order if o in used]
     axes[0].legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.02),
                    ncol=min(len(handles), 8), frameon=False, fontsize=9)
 

@@ -185,7 +185,11 @@ def test_event_filter_not_reapplied_is_caught(filter_at_load: bool) -> None:
     assert prog.seen[0] == 1000
 
 
-def test_hpmd_clear_and_no_filter_let_the_guest_count_kvm_el2_work() -> None:
+def test_hpmd_clear_is_caught_though_the_guest_cannot_ask_for_el2() -> None:
+    """HPMD/HCCD left clear breaks the el2-prohibited rule.  The guest cannot exploit it
+    through PMEVTYPER: KVM stores a trapped write masked by ``kvm_pmu_evtyper_mask``, which
+    keeps NSH (bit 27) only for a guest with EL2 (spec kernel-code-deltas §3.2), so even
+    without the load-time filter its counter does not count KVM's EL2 work."""
     m = machine(KvmOptions(set_hpmd=False, filter_at_load=False))
     ck = Checker()
     ck.attach(m)
@@ -193,10 +197,8 @@ def test_hpmd_clear_and_no_filter_let_the_guest_count_kvm_el2_work() -> None:
     prog = count_with(NSH | E("CPU_CYCLES"))
     v.run(prog, cpu=0)
     ck.finish()
-    assert {"own-work", "el2-prohibited"} <= rules(ck), ck.render()
-    el2 = [x for x in ck.violations if x.rule == "own-work" and "EL2 work" in x.message]
-    assert el2 and el2[0].values["counted"] > 0 and el2[0].values["event"] == "CPU_CYCLES"
-    assert prog.seen[0] > 1500  # the guest saw KVM's exits in its cycle count
+    assert rules(ck) == {"el2-prohibited"}, ck.render()
+    assert prog.seen[0] == 1500  # the guest's own cycles only
 
 
 def test_default_design_keeps_nsh_and_el2_work_out() -> None:

@@ -160,11 +160,17 @@ class VM:
         return pmu.num_counters
 
     def guest_pmuver(self) -> PMUVer:
-        """``kvm_arm_pmu_get_pmuver_limit``: the host PMU version capped at PMUv3p5."""
+        """``kvm_arm_pmu_get_pmuver_limit``: the *system-sanitised* PMUVer capped at PMUv3p5,
+        whatever the VM's PMU (spec kernel-code-deltas §3.6; :mod:`pmupart.kvm.idregs`)."""
+        from pmupart.kvm.idregs import kvm_arm_pmu_get_pmuver_limit
+        v = kvm_arm_pmu_get_pmuver_limit(self.kvm.host)
+        if v:
+            return PMUVer(v)
+        # Model ASSUMPTION: CPUs that differ in PMUVer sanitise to 0, where mainline offers no
+        # guest PMU at all (kvm_host_pmu_init, idregs.guest_pmuv3_supported); such what-if
+        # hosts keep the VM PMU's version, capped, so that they stay usable.
         pmu = self.arm_pmu
-        if pmu is None:
-            return PMUVer.V3
-        return min(pmu.core.pmuver, PMUVer.V3P5)
+        return min(pmu.core.pmuver, PMUVer.V3P5) if pmu is not None else PMUVer.V3
 
     def event_allowed(self, ev: int) -> bool:
         """The filter test: SW_INCR is never filtered, CHAIN filtering has no effect

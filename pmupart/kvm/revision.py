@@ -284,6 +284,12 @@ class Revision:
     set_hpmd: bool = True
     #: fine-grained traps (v8 08/21: computed for every vCPU)
     fgt_set: FgtSet = FgtSet.COMPUTED
+    # ---- ID registers
+    #: ID_AA64DFR0_EL1.HPMN0 has an ``arm64_ftr_bits`` entry (FTR_LOWER_SAFE), so guests read
+    #: the lowest HPMN0 of the system: the series' FEAT_HPMN0 cpufeature patch (v8, the
+    #: ARM64_HAS_HPMN0 capability its debug.c tests).  Mainline has no entry: the sanitised
+    #: value, and the guest's, has HPMN0 = 0 (cpufeature.c ``ftr_id_aa64dfr0``).
+    hpmn0_ftr: bool = True
     # ---- emulated vPMU
     #: apply the counter's EL filter to the emulated vPMU's SW_INCR and CHAIN, as the
     #: architecture does (ARM §D13.7.3.2); upstream ``kvm_pmu_counter_increment`` checks only
@@ -327,7 +333,8 @@ _V8 = Revision()
 REVISIONS: dict[str, Revision] = {
     # Mainline: the emulated vPMU only.  The partitioned choices are unreachable there; they
     # keep v8's values so a diff against v8 shows only what mainline lacks.
-    "upstream": dataclasses.replace(_V8, name="upstream", partition_attr=PartitionAttr.ABSENT),
+    "upstream": dataclasses.replace(_V8, name="upstream", partition_attr=PartitionAttr.ABSENT,
+                                    hpmn0_ftr=False),
     "v8": _V8,
     # The cover letter's intent: every v8 choice above whose comment names a patch flips back
     # to what the cover letter says the code does (and what pmupart did before revisions).

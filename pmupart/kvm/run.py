@@ -19,6 +19,7 @@ from pmupart.arch.pe import PE, Access, Outcome
 from pmupart.arch.sysreg import BY_NAME, RegDef, check_value, lookup
 from pmupart.kvm import uapi
 from pmupart.kvm.debug import host_mdcr, kvm_arm_setup_mdcr_el2, restore_host_traps
+from pmupart.kvm.idregs import guest_id_reg
 from pmupart.kvm.options import Backend
 
 if TYPE_CHECKING:
@@ -191,10 +192,9 @@ class GuestCpu:
         self.vcpu.stats.traps[reg.name] += 1
         c = self.vcpu.vm.kvm.costs
         self._host.charge(self.cpu, c.exit_round_trip + c.sysreg_handler, "kvm_sysreg_trap")
-        pmu = self.vcpu.pmu
-        if reg.name == "ID_AA64DFR0_EL1":
-            return Access(Outcome.OK, pmu.id_aa64dfr0() if pmu else 0x6)
-        return Access(Outcome.OK, 0)
+        # __kvm_read_sanitised_id_reg: the system-sanitised host value, then KVM's own
+        # sanitising (spec kernel-code-deltas §3.7)
+        return Access(Outcome.OK, guest_id_reg(self.vcpu, reg.name))
 
     def _after_write(self) -> None:
         """A direct write may have changed the interrupt condition (PMINTENSET, PMCR.E)."""

@@ -25,7 +25,6 @@ M64 = (1 << 64) - 1
 PMCR_E, PMCR_P, PMCR_C, PMCR_D, PMCR_X, PMCR_DP, PMCR_LC, PMCR_LP = (
     1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 4, 1 << 5, 1 << 6, 1 << 7)
 EXCLUDE_EL1, EXCLUDE_EL0, INCLUDE_EL2 = 1 << 31, 1 << 30, 1 << 27
-EVTYPER_MASK_P1 = EXCLUDE_EL1 | EXCLUDE_EL0 | INCLUDE_EL2 | 0xFFFF
 USERENR_EN, USERENR_SW, USERENR_CR, USERENR_ER = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 _UNDEF = Access(Outcome.UNDEFINED)
 #: The SET/CLR register pairs and the virtual bitmap each reads and writes.
@@ -45,7 +44,9 @@ class VcpuPmu:
         self.vm = vcpu.vm
         self.host: HostKernel = vcpu.vm.kvm.host
         self.pmuver = self.vm.guest_pmuver()
-        self.pmcr = PMCR_LC  # KVM resets PMCR with LC set (kvm_pmu_vcpu_reset)
+        # reset_pmcr (sys_regs.c): 0, with LC only when the system has no AArch32 EL0
+        # (!kvm_supports_32bit_el0()); IMP/IDCODE and N are never stored.
+        self.pmcr = 0 if self._aarch32_el0() else PMCR_LC
         self.cnten = 0
         self.ovs = 0
         self.inten = 0
@@ -69,7 +70,12 @@ class VcpuPmu:
         return ((1 << self.nr) - 1) | C_BIT
 
     def evmask(self) -> int:
+        """``kvm_pmu_event_mask``: 10 event bits for PMUv3, 16 from PMUv3p1."""
         return 0xFFFF if self.pmuver >= PMUVer.V3P1 else 0x3FF
+
+    def evtyper_mask(self) -> int:
+        """``kvm_pmu_evtyper_mask`` for a guest without EL2 or EL3."""
+        return EXCLUDE_EL1 | EXCLUDE_EL0 | self.evmask()
 
     def is_64bit(self, idx: int) -> bool:
         """``kvm_pmc_is_64bit``: the cycle counter, and every counter from PMUv3p5."""
@@ -82,12 +88,18 @@ class VcpuPmu:
             return bool(self.pmcr & PMCR_LC)
         return self.pmuver >= PMUVer.V3P5 and bool(self.pmcr & PMCR_LP)
 
+    def _aarch32_el0(self) -> bool:
+        """``kvm_supports_32bit_el0``: every CPU of the system has AArch32 EL0 (a mismatched
+        system counts as none for KVM)."""
+        return all(hc.pe.aarch32 for hc in self.host.cpus)
+
     def pmcr_read(self) -> int:
-        """``kvm_vcpu_read_pmcr``: the stored bits with N = nr_pmu_counters."""
-        v = self.pmcr | (self.nr << 11)
-        if self.vm.arm_pmu is not None and self.pmuver < PMUVer.V3P7:
-            v |= (self.vm.arm_pmu.core.implementer & 0xFF) << 24
-        return v
+        """``kvm_vcpu_read_pmcr``: the stored bits with N = nr_pmu_counters.  IMP and IDCODE
+        read as 0 on every host: ``reset_pmcr`` stores 0 and ``access_pmcr`` keeps only bits
+        [7:0] of a write (spec kernel-code-deltas §3.3).  A partitioned guest that reads the
+        hardware PMCR later sees the same IMP on the FGT cores of the catalogue, all PMUv3p7+
+        where IMP is RAZ (ARM §D24.5.8; §5.2)."""
+        return self.pmcr | (self.nr << 11)
 
     def pmcr_writable(self) -> int:
         m = PMCR_E | PMCR_X | PMCR_DP | PMCR_LC | PMCR_D
@@ -96,29 +108,38 @@ class VcpuPmu:
         return m
 
     def pmceid(self, n: int) -> int:
-        """``kvm_pmu_get_pmceid``: the host PMU's PMCEID masked by the VM's event filter;
-        STALL_SLOT* hidden (PMMIR reads as zero)."""
+        """``kvm_pmu_get_pmceid``: the VM PMU's common events (``compute_pmceid0/1``: bits
+        [31:0] events base..base+31, bits [63:32] events 0x4000+base..; SW_INCR and CHAIN
+        always set in PMCEID0; STALL_SLOT* cleared in PMCEID1, PMMIR being RAZ), then ANDed
+        with the VM's event filter, SW_INCR and CHAIN included (no exemption here, unlike
+        the vcpu.rst FILTER text; spec kernel-code-deltas §3.5).  The upper half is masked
+        only when the guest's event space reaches 0x4000+base+32 (PMUv3p1+)."""
         pmu = self.vm.arm_pmu
         if pmu is None:
             return 0
         base = 0x20 * n
         v = 0
         for ev in pmu.core.events:
-            if base <= ev < base + 32 and self.vm.event_allowed(ev):
+            if base <= ev < base + 32:
                 v |= 1 << (ev - base)
-        if n == 1:
+            elif 0x4000 + base <= ev < 0x4000 + base + 32:
+                v |= 1 << (32 + ev - 0x4000 - base)
+        if n == 0:
+            v |= (1 << int(Event.SW_INCR)) | (1 << int(Event.CHAIN))
+        else:
             for ev in (Event.STALL_SLOT_BACKEND, Event.STALL_SLOT_FRONTEND, Event.STALL_SLOT):
                 v &= ~(1 << (int(ev) - 0x20))
-        return v
-
-    def id_aa64dfr0(self) -> int:
-        """The guest's sanitised ID_AA64DFR0_EL1 (HCR_EL2.TID3 traps ID reads): PMUVer
-        capped; HPMN0 as the hardware has it (the series makes it filterable, v5)."""
-        pe = self.host.cpus[self.vcpu.cpu or 0].pe
-        v = (int(self.pmuver) << 8) | 0x6
-        if pe.hpmn0:
-            v |= 1 << 60
-        return v
+        flt = self.vm.pmu_filter
+        if flt is None:
+            return v
+        nr_events = self.evmask() + 1
+        mask = 0
+        for i in range(32):
+            if base + i in flt:
+                mask |= 1 << i
+            if nr_events >= 0x4000 + base + 32 and 0x4000 + base + i in flt:
+                mask |= 1 << (32 + i)
+        return v & mask
 
     # ------------------------------------------------------------------ interrupts
     def overflow_status(self) -> bool:
@@ -143,6 +164,10 @@ class VcpuPmu:
     def el0_disabled(self, reg: RegDef, write: bool) -> bool:
         """``pmu_access_el0_disabled`` and friends: the virtual PMUSERENR_EL0 gate for a
         trapped EL0 access (KVM injects UNDEF, where hardware would trap to EL1)."""
+        if reg.name == "PMUSERENR_EL0":
+            # access_pmuserenr: a read has no check at all; a write UNDEFs unless at EL1
+            # (spec kernel-code-deltas §3.1; ARM §D24.5.23: EL0 reads are not gated).
+            return write
         u = self.userenr
         if u & USERENR_EN:
             return False
@@ -215,7 +240,7 @@ class VcpuPmu:
             if write:
                 self.userenr = value & 0xF
                 return _OK
-            return Access(Outcome.OK, self.userenr)
+            return Access(Outcome.OK, self.userenr)  # access_pmuserenr: & USERENR_MASK
         if name in ("PMCEID0_EL0", "PMCEID1_EL0"):
             return Access(Outcome.OK, self.pmceid(int(name[6])))
         if name == "PMMIR_EL1":
@@ -239,10 +264,15 @@ class VcpuPmu:
             return _UNDEF
         if not write:
             return Access(Outcome.OK, self.ccfiltr if idx == CYCLE_IDX else self.evtyper[idx])
+        # kvm_pmu_set_counter_event_type: data & kvm_pmu_evtyper_mask = P | U | the event
+        # mask; INCLUDE_EL2 (bit 27) only for a guest with EL2 (nested virt, not modelled),
+        # the NS bits only with EL3.  PMCCFILTR takes the same mask, so its evtCount bits
+        # [15:0] (RES0 in the architecture) read back as written (spec §3.2).
+        v = value & self.evtyper_mask()
         if idx == CYCLE_IDX:
-            self.ccfiltr = value & (EXCLUDE_EL1 | EXCLUDE_EL0 | INCLUDE_EL2)
+            self.ccfiltr = v
         else:
-            self.evtyper[idx] = value & (EXCLUDE_EL1 | EXCLUDE_EL0 | INCLUDE_EL2 | self.evmask())
+            self.evtyper[idx] = v
         self.on_evtyper_change(idx)
         return _OK
 
@@ -253,7 +283,7 @@ class VcpuPmu:
         self.pmcr = (self.pmcr & ~w) | (value & w)
         # access_pmcr (sys_regs.c): LC is RES1 when the system has no AArch32 EL0
         # (!kvm_supports_32bit_el0()), as on the PE itself (spec pmuv3 §3).
-        if not all(hc.pe.aarch32 for hc in self.host.cpus):
+        if not self._aarch32_el0():
             self.pmcr |= PMCR_LC
         if value & PMCR_C:
             self.set_counter_value(CYCLE_IDX, 0)

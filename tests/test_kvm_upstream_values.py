@@ -1,0 +1,171 @@
+"""Guest-visible values as upstream KVM shows them (spec kernel-code-deltas §3.1-§3.10, §5.2,
+§5.7): each test names the kernel function whose behaviour it pins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pmupart import Machine
+from pmupart.arch import Outcome
+from pmupart.host.topology import Topology
+from pmupart.kvm import uapi
+from pmupart.kvm.uapi import KVM_ARM_VCPU_PMU_V3_CTRL as CTRL
+
+IRQ, INIT, FILTER, SET_NR, PART = 0, 1, 2, 4, 5
+C = 1 << 31
+LC, E = 1 << 6, 1
+
+
+def machine(*cores: str, revision: str = "v8", **kw: Any) -> Machine:
+    topo = Topology.from_mapping({"name": "t", "cluster": [{"core": c, "count": 1}
+                                                           for c in cores]})
+    return Machine.from_topology(topo, revision=revision, **kw)
+
+
+def vcpu(m: Machine, partition: bool = False, filt: list[Any] | None = None,
+         pmu: bool = True) -> Any:
+    v = m.kvm.create_vm().create_vcpu(pmu=pmu)
+    if not pmu:
+        return v
+    for f in filt or []:
+        v.set_device_attr(CTRL, FILTER, f)
+    if partition:
+        v.set_device_attr(CTRL, PART, 1)
+    v.set_device_attr(CTRL, IRQ, 23)
+    v.set_device_attr(CTRL, INIT, None)
+    return v
+
+
+def run(v: Any, prog: Any, cpu: int = 0) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    ex = v.run(lambda g: prog(g, out), cpu=cpu)
+    assert ex.reason == uapi.KVM_EXIT_SYSTEM_EVENT
+    return out
+
+
+def read(name: str, el: int = 1) -> Any:
+    def prog(g: Any, out: dict[str, Any]) -> None:
+        g.el = el
+        out["acc"] = g.read(name)
+        g.el = 1
+    return prog
+
+
+# ---------------------------------------------------------------------- PMCR (§3.3, §3.4)
+@pytest.mark.parametrize(("core", "want"), [
+    ("cortex-a76", 6 << 11),          # AArch32 EL0: LC = 0 (reset_pmcr), IMP = 0
+    ("cortex-a720", 6 << 11 | LC),    # no AArch32: LC is RES1
+])
+def test_pmcr_at_reset_is_reset_pmcr(core: str, want: int) -> None:
+    """reset_pmcr stores 0 (plus LC only without AArch32 EL0); kvm_vcpu_read_pmcr adds N
+    only: no IMP, whatever the host's PMU version."""
+    m = machine(core, core)
+    assert run(vcpu(m), read("PMCR_EL0"))["acc"].value == want
+
+
+def test_pmcr_imp_never_reaches_the_guest_after_writes() -> None:
+    """access_pmcr keeps bits [7:0] of a write on top of kvm_vcpu_read_pmcr: IMP stays 0."""
+    def prog(g: Any, out: dict[str, Any]) -> None:
+        g.write("PMCR_EL0", 0xFF00_0000 | LC | E)
+        out["pmcr"] = g.read("PMCR_EL0").value
+    assert run(vcpu(machine("cortex-a76", "cortex-a76")), prog)["pmcr"] == 6 << 11 | LC | E
+
+
+@pytest.mark.parametrize("partition", [False, True])
+def test_partitioned_guest_reads_one_imp_value(partition: bool) -> None:
+    """§5.2: before and after the ownership flip a partitioned guest on a PMUv3p7 core (IMP
+    RAZ in hardware) reads the same IMP, 0, as the emulated one does."""
+    m = machine("cortex-a720", "cortex-a720", reserved_host_counters=2)
+
+    def prog(g: Any, out: dict[str, Any]) -> None:
+        out["before"] = g.read("PMCR_EL0").value
+        g.write("PMCNTENSET_EL0", 1)
+        g.write("PMCNTENCLR_EL0", 1)
+        out["after"] = g.read("PMCR_EL0").value
+    out = run(vcpu(m, partition=partition), prog)
+    assert out["before"] >> 24 == out["after"] >> 24 == 0
+
+
+# ---------------------------------------------------------------- event types (§3.2)
+@pytest.mark.parametrize("partition", [False, True])
+def test_evtyper_and_ccfiltr_take_kvm_pmu_evtyper_mask(partition: bool) -> None:
+    """kvm_pmu_set_counter_event_type: data & (P | U | event mask); NSH (bit 27) only for a
+    guest with EL2.  PMCCFILTR takes the same mask: its evtCount bits read back."""
+    m = machine("cortex-a720", "cortex-a720", reserved_host_counters=2)
+
+    def prog(g: Any, out: dict[str, Any]) -> None:
+        g.write("PMEVTYPER0_EL0", 0x0800_0008)
+        g.write("PMCCFILTR_EL0", 0x4800_0011)
+        out["typer"] = g.read("PMEVTYPER0_EL0").value
+        out["ccfiltr"] = g.read("PMCCFILTR_EL0").value
+    out = run(vcpu(m, partition=partition), prog)
+    assert out["typer"] == 0x8
+    if not partition:  # the partitioned read-back is the series' business (§4)
+        assert out["ccfiltr"] == 0x4000_0011
+
+
+# ----------------------------------------------------------------- PMUSERENR (§3.1)
+def test_el0_reads_pmuserenr_unchecked_and_writes_undef() -> None:
+    """access_pmuserenr: a read has no check; a write from EL0 is undef_access."""
+    def prog(g: Any, out: dict[str, Any]) -> None:
+        g.el = 0
+        out["r"] = g.read("PMUSERENR_EL0")
+        out["w"] = g.write("PMUSERENR_EL0", 0xF)
+        out["pmcr"] = g.read("PMCR_EL0")  # EN = 0: PMCR is still UNDEFINED at EL0
+        g.el = 1
+    out = run(vcpu(machine("cortex-a76", "cortex-a76")), prog)
+    assert out["r"].outcome is Outcome.OK and out["r"].value == 0
+    assert out["w"].outcome is Outcome.UNDEFINED
+    assert out["pmcr"].outcome is Outcome.UNDEFINED
+
+
+# ------------------------------------------------------------------- PMCEID (§3.5)
+def test_pmceid_forces_swinc_and_chain_and_filters_them() -> None:
+    """compute_pmceid0 sets SW_INCR and CHAIN; kvm_pmu_get_pmceid ANDs every bit, those two
+    included, with the filter."""
+    m = machine("cortex-a76", "cortex-a76")
+    plain = run(vcpu(m), read("PMCEID0_EL0"))["acc"].value
+    assert plain & 1 and plain >> 30 & 1
+    allow = uapi.KvmPmuEventFilter(0x08, 1, uapi.KVM_PMU_EVENT_ALLOW)  # INST_RETIRED only
+    v = vcpu(m, filt=[allow])
+    assert run(v, read("PMCEID0_EL0"))["acc"].value == 1 << 8
+    deny = uapi.KvmPmuEventFilter(0x00, 1, uapi.KVM_PMU_EVENT_DENY)  # SW_INCR
+    v = vcpu(m, filt=[deny])
+    assert run(v, read("PMCEID0_EL0"))["acc"].value == plain & ~1
+
+
+# ------------------------------------------------------ PMU version, ID registers (§3.6, §3.7)
+def test_guest_pmuver_is_the_system_sanitised_one_capped() -> None:
+    """kvm_arm_pmu_get_pmuver_limit: the system-sanitised PMUVer (all p7 here), capped at p5."""
+    m = machine("cortex-a520", "cortex-x4")
+    v = vcpu(m)
+    dfr0 = run(v, read("ID_AA64DFR0_EL1"))["acc"].value
+    assert (dfr0 >> 8) & 0xF == 0b0110 and dfr0 & 0xF == 0x6
+
+
+@pytest.mark.parametrize(("revision", "hpmn0"), [("upstream", 0), ("v8", 1)])
+def test_guest_hpmn0_follows_the_cpufeature_table(revision: str, hpmn0: int) -> None:
+    """Mainline's ftr_id_aa64dfr0 has no HPMN0 entry (the sanitised value drops it); the
+    series' FEAT_HPMN0 cpufeature entry is FTR_LOWER_SAFE (lowest of the system)."""
+    m = machine("c1-pro", "c1-pro", revision=revision)
+    assert run(vcpu(m), read("ID_AA64DFR0_EL1"))["acc"].value >> 60 == hpmn0
+    mixed = machine("c1-pro", "cortex-a720", revision=revision)
+    assert run(vcpu(mixed), read("ID_AA64DFR0_EL1"), cpu=0)["acc"].value >> 60 == 0
+
+
+def test_dfr1_is_raz_and_mmfr0_is_the_lowest_fgt() -> None:
+    """ID_AA64DFR1_EL1 is ftr_raz in mainline; ID_AA64MMFR0_EL1.FGT is FTR_LOWER_SAFE."""
+    fgt = machine("cortex-a720", "cortex-a720")
+    assert run(vcpu(fgt), read("ID_AA64MMFR0_EL1"))["acc"].value >> 56 & 0xF == 1
+    mixed = machine("cortex-a720", "cortex-a710")
+    assert run(vcpu(mixed), read("ID_AA64MMFR0_EL1"))["acc"].value == 0
+    assert run(vcpu(fgt), read("ID_AA64DFR1_EL1"))["acc"].value == 0
+
+
+def test_a_vcpu_without_pmu_reads_pmuver_zero() -> None:
+    """sanitise_id_aa64dfr0_el1 sets PMUVer only for a vCPU with a PMU."""
+    m = machine("cortex-a76", "cortex-a76")
+    v = m.kvm.create_vm().create_vcpu(pmu=False)
+    assert run(v, read("ID_AA64DFR0_EL1"))["acc"].value == 0x6

@@ -93,13 +93,14 @@ def test_table_format(
     assert "34.96% -> 0.97%" in text and "55.85% -> 91.06%" in text
     for r, line in zip(rows, lines[2:], strict=True):
         if r.published.kind == "change":
-            assert re.search(r" [-+]\d+\.\d\d% +[-\d.]+ ms +[-\d.]+ ms +[-+]\d+\.\d\d%$",
-                             line), line
+            assert re.search(r" [-+]\d+\.\d\d% +[-\d.]+ ms +[-\d.]+ ms +[-+]\d+\.\d\d% +"
+                             r"\d+\.\d\d$", line), line
         else:
-            assert re.search(r"\d+\.\d\d% -> \d+\.\d\d%$", line), line
+            assert re.search(r"\d+\.\d\d% -> \d+\.\d\d% +\d+\.\d\d / \d+\.\d\d$",
+                             line), line
     md = format_comparison(rows, markdown=True).splitlines()
     assert md[0].startswith("| experiment | metric |") and md[1].startswith("|---|")
-    assert all(x.count("|") == 9 for x in md)
+    assert all(x.count("|") == 10 for x in md)
 
 
 def test_scenarios() -> None:

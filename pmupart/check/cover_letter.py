@@ -106,11 +106,21 @@ class _Exp:
     kernel_fraction: float
 
 
+#: How often the guest's scheduler switches the benchmark's task out and back in, per
+#: second: background wakeups (kworkers, RCU, timers, the shell and perf itself) on an
+#: otherwise idle single-vCPU guest, each one preempting the CPU-bound task once.  An
+#: assumption, not a measurement (docs/costs.md "Guest kernel"): no published switch rate
+#: for these runs exists; it is the same for all three experiments and was set before they
+#: were run.
+GUEST_SWITCH_HZ = 100.0
+
+
 def _workload(name: str, cpi: float, kernel_fraction: float, seconds: float | None,
               scale: float) -> Workload:
     inst = None if seconds is None else int(seconds * scale * _FREQ_HZ / cpi)
     return Workload(name, (Phase(rates=_RATES, cpi=(("*", cpi),),
-                                 kernel_fraction=kernel_fraction),), instructions=inst)
+                                 kernel_fraction=kernel_fraction),), instructions=inst,
+                    ctx_switch_hz=GUEST_SWITCH_HZ)
 
 
 def _experiments(scale: float) -> list[_Exp]:
@@ -121,14 +131,16 @@ def _experiments(scale: float) -> list[_Exp]:
     return [
         _Exp("gzip", "1 perf record -F 1000, 15 ev, gzip",
              _workload("gzip", 0.5, 0.03, 0.1, scale),
-             PerfSession(EVENTS_15, mode=PerfMode.RECORD, freq=1000), 0.1 * scale,
+             PerfSession(EVENTS_15, mode=PerfMode.RECORD, freq=1000, scope="task:gzip"),
+             0.1 * scale,
              0.5 * scale, 0.03),
         _Exp("spec", "2 perf stat -dd, SPECint",
              _workload("specint", 0.8, 0.004, 0.2, scale),
-             PerfSession(EVENTS_DD), 0.2 * scale, 0.5 * scale, 0.004),
+             PerfSession(EVENTS_DD, scope="task:specint"), 0.2 * scale, 0.5 * scale, 0.004),
         _Exp("stress", "3 perf record -F 4000, 15 ev, stress-ng",
              _workload("stress-ng", 1.0, 0.001, None, scale),
-             PerfSession(EVENTS_15, mode=PerfMode.RECORD, freq=4000), None,
+             PerfSession(EVENTS_15, mode=PerfMode.RECORD, freq=4000, scope="task:stress-ng"),
+             None,
              0.04 * scale, 0.001),
     ]
 
@@ -171,7 +183,13 @@ class Measurement:
     #: interrupted context was: system time for the kernel fraction only
     sys_tick_ns: int
     el2_ns: int  #: EL2 time on the VM's behalf
-    guest_ns: int  #: the vCPU's own work (EL0 + EL1)
+    #: EL2 time in host interrupt context (the host's PMU and timer interrupts and the world
+    #: switch of the exits they cause), which the host's accounting does not show as system
+    #: time: ``kvm_arch_vcpu_ioctl_run`` takes pending host interrupts before
+    #: ``guest_timing_exit_irqoff``, so a tick there counts as guest time, and with
+    #: CONFIG_IRQ_TIME_ACCOUNTING the handler's time is %irq
+    irq_el2_ns: int
+    guest_ns: int  #: the vCPU's own work (EL0 + EL1), the guest kernel's perf work included
     elapsed_ns: int
     finished: bool
     traps: int
@@ -182,13 +200,25 @@ class Measurement:
     wall_s: float
     el2_by_reason: dict[str, int] = field(default_factory=dict)
 
+    #: guest kernel perf work by kind (GuestWork.count / cycles) and its process-context ns
+    guest_work: dict[str, tuple[int, int]] = field(default_factory=dict)
+
     @property
     def host_kernel_share(self) -> float:
-        return 100.0 * self.el2_ns / max(1, self.elapsed_ns)
+        """mpstat's %sys on the vCPU's CPU: EL2 time outside host interrupt context."""
+        return 100.0 * (self.el2_ns - self.irq_el2_ns) / max(1, self.elapsed_ns)
+
+    @property
+    def host_irq_share(self) -> float:
+        return 100.0 * self.irq_el2_ns / max(1, self.elapsed_ns)
 
     @property
     def guest_share(self) -> float:
         return 100.0 * self.guest_ns / max(1, self.elapsed_ns)
+
+
+#: EL2 reasons that are host interrupt context (see :attr:`Measurement.irq_el2_ns`)
+IRQ_REASONS = ("pmu_irq", "kvm_irq_exit", "host_timer_irq")
 
 
 def measure(key: str, backend: str, result: RunResult, kernel_fraction: float,
@@ -213,19 +243,36 @@ def measure(key: str, backend: str, result: RunResult, kernel_fraction: float,
     # The vCPU's own execution time, from the cycles it retired (exact; the engine's
     # work_ns counts the whole last block even when the work ends inside it).
     freq = host.cpus[ctx.affinity[0]].freq_mhz
-    guest = ctx.truth.get(int(Event.CPU_CYCLES), 0) * 1000 // freq
-    kernel = int(guest * kernel_fraction)
-    stats = ctx.vcpu.stats if ctx.vcpu is not None else None
     drv = ctx.driver
+    gw = drv.work if drv is not None else None
+    # the workload's own cycles: the ground truth less the guest kernel's perf work
+    work = (ctx.truth.get(int(Event.CPU_CYCLES), 0)
+            - (sum(gw.cycles.values()) if gw else 0)) * 1000 // freq
+    kernel = int(work * kernel_fraction)
+    stats = ctx.vcpu.stats if ctx.vcpu is not None else None
+    # The guest kernel's perf work: in interrupt context (PMU interrupt entry, samples, the
+    # tick) and in process context (task switches, whose traps' EL2 time is in process_ns).
+    irq_kernel = sum(c for k, c in gw.cycles.items() if k != "ctx_switch_kernel") \
+        * 1000 // freq if gw else 0
+    proc_kernel = gw.cycles.get("ctx_switch_kernel", 0) * 1000 // freq if gw else 0
+    proc_el2 = max(0, (gw.process_ns if gw else 0) - proc_kernel)
+    irq_el2 = sum(by_reason.get(r, 0) for r in IRQ_REASONS)
+    # Tick accounting in the guest: process-context kernel time is system time; time under
+    # an interrupt handler (EL2 time of its traps included) goes to the interrupted context,
+    # which is the kernel for the workload's kernel fraction only.
+    in_irq = max(0, el2 - setup - proc_el2) + irq_kernel
     return Measurement(
-        key, backend, real_ns=elapsed, sys_ns=kernel + el2,
-        sys_tick_ns=kernel + setup + int(kernel_fraction * (el2 - setup)), el2_ns=el2,
-        guest_ns=guest, elapsed_ns=elapsed, finished=finished,
+        key, backend, real_ns=elapsed, sys_ns=kernel + el2 + irq_kernel + proc_kernel,
+        sys_tick_ns=kernel + setup + proc_kernel + proc_el2 + int(kernel_fraction * in_irq),
+        el2_ns=el2, irq_el2_ns=irq_el2,
+        guest_ns=work + irq_kernel + proc_kernel, elapsed_ns=elapsed, finished=finished,
         traps=sum(stats.traps.values()) if stats else 0,
         perf_events_created=stats.perf_events_created if stats else 0,
         pmu_irqs=host.stats.pmu_irqs, virqs=stats.irqs_injected if stats else 0,
         samples=sum(drv.samples) if drv else 0, wall_s=result.wall_s,
-        el2_by_reason=by_reason)
+        el2_by_reason=by_reason,
+        guest_work={k: (n, gw.cycles.get(k, 0)) for k, n in sorted(gw.count.items())}
+        if gw else {})
 
 
 def run_one(key: str, backend: str, scale: float = 1.0, seed: int = 0) -> Measurement:

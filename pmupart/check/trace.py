@@ -48,6 +48,7 @@ __all__ = ["TraceRecorder"]
 
 #: Host-side events that carry no time: the CPU's clock gives it.
 _HOST_KINDS = ("vcpu_load", "vcpu_put", "trap", "virq", "pmu_irq", "squeezed", "rotate",
+               "irq_exit",
                "guest_counters_loaded", "guest_counters_saved")
 #: Events after which the counter tracks are sampled.
 _SAMPLE_KINDS = frozenset(("vcpu_load", "vcpu_put", "rotate", "trap", "pmu_irq",
@@ -161,6 +162,12 @@ class TraceRecorder:
         elif kind == "pmu_irq":
             self._instant(int(data["cpu"]), "pmu_irq", "PMU IRQ", t,
                           {"handled": int(data.get("handled", 0))})
+        elif kind == "irq_exit":
+            self._instant(int(data["cpu"]), "irq_exit", f"exit: host {data['reason']} IRQ", t,
+                          {"vcpu": str(data["vcpu"])})
+        elif kind == "guest_work":
+            self._instant(int(data["cpu"]), "guest_work", f"guest perf: {data['work']}", t,
+                          {"vcpu": str(data["vcpu"]), "cycles": int(data["cycles"])})
         elif kind == "virq":
             self._instant(int(data["cpu"]), "virq", "vIRQ", t, {"vcpu": str(data["vcpu"])})
         elif kind == "squeezed":

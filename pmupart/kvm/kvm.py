@@ -70,6 +70,10 @@ class VcpuStats:
     puts: int = 0
     regs_swapped: int = 0
     fail_entries: int = 0
+    #: guest kernel perf work besides register accesses, by kind: calls and EL1 cycles
+    guest_work: Counter[str] = field(default_factory=Counter)
+    guest_work_cycles: Counter[str] = field(default_factory=Counter)
+    guest_work_ns: Counter[str] = field(default_factory=Counter)  #: at the CPU's clock
 
 
 class Kvm:

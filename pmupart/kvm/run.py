@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from pmupart.kvm.kvm import VCPU
 
 _UNDEF = Access(Outcome.UNDEFINED)
+_CYCLES_EV = 0x11  # CPU_CYCLES
+_INST_EV = 0x08  # INST_RETIRED
 _HCR_GUEST = 1 << 34  # E2H set, TGE clear while a guest runs (VHE)
 _HCR_HOST = (1 << 34) | (1 << 27)
 #: Writes that can change the virtual interrupt condition (PMCR.E, PMINTEN, PMOVS, counters).
@@ -103,6 +105,8 @@ class GuestCpu:
         self._handler: Callable[[GuestCpu], object] | None = None
         self._in_handler = False
         self.irqs_masked = False  #: PSTATE.I
+        #: where :meth:`kernel_work` adds what it retires (the engine's ground truth)
+        self.truth: dict[int, int] | None = None
         host = vcpu.vm.kvm.host
         self._host = host
         self._pe = host.cpus[cpu].pe
@@ -209,8 +213,71 @@ class GuestCpu:
         if self._host.listeners:  # ground truth for the checker's ledger
             self._host.emit("guest_retire", cpu=self.cpu, vcpu=self.vcpu.name, el=self._el,
                             events=dict(events), t=self._host.cpus[self.cpu].now_ns)
-        self._host.retire(self.cpu, self._el, events, on_irq=self._deliver)
+        self._host.retire(self.cpu, self._el, events, on_irq=self.on_host_irq)
         self._deliver()
+
+    def kernel_work(self, kind: str, cycles: int) -> None:
+        """The guest kernel runs ``cycles`` of its own code (IPC 1 assumed) at EL1 for perf:
+        retired on the physical CPU like any guest work, counted in ``vcpu.stats`` and told
+        to listeners (the Perfetto trace shows it)."""
+        st = self.vcpu.stats
+        st.guest_work[kind] += 1
+        st.guest_work_cycles[kind] += cycles
+        st.guest_work_ns[kind] += cycles * 1000 // self._host.cpus[self.cpu].freq_mhz
+        if self._host.listeners:
+            self._host.emit("guest_work", cpu=self.cpu, vcpu=self.vcpu.name, work=kind,
+                            cycles=cycles, t=self._host.cpus[self.cpu].now_ns)
+        if cycles <= 0:
+            return
+        if self.truth is not None:
+            for ev in (_CYCLES_EV, _INST_EV):
+                self.truth[ev] = self.truth.get(ev, 0) + cycles
+        old = self._el
+        self._el = 1
+        try:
+            self.count({_CYCLES_EV: cycles, _INST_EV: cycles})
+        finally:
+            self._el = old
+
+    def now_ns(self) -> int:
+        """The physical CPU's clock (the guest's view of elapsed time)."""
+        return self._host.cpus[self.cpu].now_ns
+
+    def _irq_exit(self, reason: str) -> None:
+        """A physical interrupt taken while the guest runs: with HCR_EL2.IMO set it is routed
+        to EL2, so the vCPU exits (``ARM_EXCEPTION_IRQ``: ``handle_exit`` only re-enters), the
+        host takes the interrupt, and the vCPU is entered again.  The world switch costs an
+        exit round trip, charged under ``kvm_irq_exit``; the interrupt's own handling is the
+        host's (``pmu_irq``, ``host_timer_irq``)."""
+        vcpu = self.vcpu
+        c = vcpu.vm.kvm.costs
+        hc = self._host.cpus[self.cpu]
+        t0 = hc.now_ns
+        vcpu.stats.exits[reason] += 1
+        vcpu.stats.el2_cycles += c.exit_round_trip
+        self._host.charge(self.cpu, c.exit_round_trip, "kvm_irq_exit")
+        vcpu.stats.exit_ns[reason] += hc.now_ns - t0
+        self._host.emit("irq_exit", cpu=self.cpu, vcpu=vcpu.name, reason=reason)
+
+    def on_host_irq(self) -> None:
+        """The host took a PMU interrupt while this vCPU ran (``pmupart.host.kernel``'s
+        ``retire``): the exit it cost, then the virtual interrupt if one is now due."""
+        self._irq_exit("irq")
+        self._deliver()
+
+    def timer_interrupt(self) -> None:
+        """The guest's virtual timer fires (its tick): the host takes the timer PPI
+        (``kvm_arch_timer_handler``), the vCPU exits and the timer interrupt is injected
+        (``kvm_timer_update_irq`` -> ``kvm_vgic_inject_irq``) before it is entered again."""
+        vcpu = self.vcpu
+        c = vcpu.vm.kvm.costs
+        self._irq_exit("vtimer")
+        hc = self._host.cpus[self.cpu]
+        t0 = hc.now_ns
+        self._host.charge(self.cpu, self._host.costs.pmu_irq, "host_timer_irq")
+        vcpu.stats.el2_cycles += c.vgic_inject + self._host.costs.pmu_irq
+        self._host.charge(self.cpu, c.vgic_inject, "kvm_vgic_inject")
+        vcpu.stats.exit_ns["vtimer"] += hc.now_ns - t0
 
     def _deliver(self) -> None:
         """Inject the virtual PMU interrupt at the next entry (``kvm_pmu_update_state``) and

@@ -66,6 +66,28 @@ class ComparisonRow:
     def model_effect(self) -> str:
         return _effect(self.published.kind, self.emulated, self.partitioned)
 
+    def ratios(self) -> tuple[float, ...]:
+        """Model over published: of the relative change for a "change" row; of the emulated
+        and of the partitioned level for a "share" row (NaN where undefined)."""
+        p = self.published
+        if p.kind == "share":
+            return (_div(self.emulated, p.emulated), _div(self.partitioned, p.partitioned))
+        return (_div(percent_change(self.emulated, self.partitioned),
+                     percent_change(p.emulated, p.partitioned)),)
+
+    def ratio_text(self) -> str:
+        return " / ".join("n/a" if math.isnan(r) else f"{r:.2f}" for r in self.ratios())
+
+    def within(self, tolerance: float = 0.25) -> bool:
+        """Every ratio within 1 +- ``tolerance``."""
+        return all(not math.isnan(r) and abs(r - 1.0) <= tolerance for r in self.ratios())
+
+
+def _div(a: float, b: float) -> float:
+    if b == 0 or math.isnan(a) or math.isnan(b):
+        return math.nan
+    return a / b
+
 
 def _effect(kind: str, e: float, p: float) -> str:
     if kind == "share":
@@ -84,22 +106,23 @@ def _val(v: float, unit: str) -> str:
 
 def format_comparison(rows: Sequence[ComparisonRow], markdown: bool = False) -> str:
     """The table: experiment, metric, published emulated/partitioned/effect, model
-    emulated/partitioned/effect.  Plain aligned text, or a Markdown table."""
+    emulated/partitioned/effect, and the ratio model/published (of the changes; of the
+    emulated / partitioned levels for shares).  Plain aligned text, or a Markdown table."""
     head = ("experiment", "metric", "published emul", "published part", "published effect",
-            "model emul", "model part", "model effect")
+            "model emul", "model part", "model effect", "ratio")
     body: list[tuple[str, ...]] = []
     for r in rows:
         p = r.published
         mu = r.model_unit or p.unit
         body.append((p.experiment, r.label or p.metric, _val(p.emulated, p.unit),
                      _val(p.partitioned, p.unit), r.published_effect(), _val(r.emulated, mu),
-                     _val(r.partitioned, mu), r.model_effect()))
+                     _val(r.partitioned, mu), r.model_effect(), r.ratio_text()))
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(b) + " |" for b in body]
         return "\n".join(lines) + "\n"
     widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
-    right = {2, 3, 4, 5, 6, 7}
+    right = {2, 3, 4, 5, 6, 7, 8}
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(c.rjust(w) if i in right else c.ljust(w)

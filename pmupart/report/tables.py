@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 from typing import IO, Any, Literal
 
 __all__ = [
+    "GuestWorkRow",
     "OverheadReport",
     "PartyTime",
     "PerfEventCount",
@@ -134,11 +135,30 @@ class SqueezedEvent:
         return 100.0 * (self.time_enabled - self.time_running) / self.time_enabled
 
 
+@dataclass(frozen=True, slots=True)
+class GuestWorkRow:
+    """Guest kernel work ``party``'s perf session caused besides its register accesses:
+    ``count`` times ``work`` (``sample``, ``tick``, ``irq_entry``, ``ctx_switch``, ...),
+    ``guest_ns`` of guest EL1 time in total."""
+
+    party: str
+    work: str
+    count: int
+    guest_ns: int
+
+    def __post_init__(self) -> None:
+        _need_name("GuestWorkRow.party", self.party)
+        _need_name("GuestWorkRow.work", self.work)
+        _need_int(f"GuestWorkRow.count of {self.party}/{self.work}", self.count)
+        _need_int(f"GuestWorkRow.guest_ns of {self.party}/{self.work}", self.guest_ns)
+
+
 _ROW_TYPES: dict[str, type[Any]] = {
     "traps": TrapRow,
     "times": PartyTime,
     "perf_events": PerfEventCount,
     "squeezed": SqueezedEvent,
+    "guest_work": GuestWorkRow,
 }
 
 
@@ -152,6 +172,7 @@ class OverheadReport:
     perf_events: tuple[PerfEventCount, ...] = ()
     squeezed: tuple[SqueezedEvent, ...] = ()
     title: str = "Overhead"
+    guest_work: tuple[GuestWorkRow, ...] = ()
 
     def __post_init__(self) -> None:
         _need_int("OverheadReport.duration_ns", self.duration_ns)
@@ -323,6 +344,17 @@ def _tables(report: OverheadReport) -> list[_Table]:
         ),
         empty="none: every host event kept its counter",
     ))
+    if report.guest_work:  # only runs with a guest perf session have any
+        tables.append(_Table(
+            "Guest kernel perf work (besides its register accesses)",
+            ("party", "work", "count", "guest time", "per call"),
+            ("<", "<", ">", ">", ">"),
+            tuple(
+                (g.party, g.work, f"{g.count:,}", format_duration(g.guest_ns),
+                 format_duration(g.guest_ns // g.count) if g.count else "-")
+                for g in sorted(report.guest_work, key=lambda g: (g.party, g.work))
+            ),
+        ))
     return tables
 
 

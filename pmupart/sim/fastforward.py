@@ -115,6 +115,8 @@ def period_of(eng: Engine, rq: CpuRq, group: list[Context]
         if drv is not None and drv.needs_tick():
             if drv.session.mode.value != "stat":
                 return None  # sampling: overflows land at drifting points, not periodic
+            if drv.switches_per_tick:
+                return None  # task switches fall on ticks by a carried fraction
             gg = max(1, len(drv.order))
             g = _lcm(g, gg * eng.guest_tick_ns) if g else gg * eng.guest_tick_ns
     s = len(group) * eng.slice_ns if len(group) > 1 else 0
@@ -181,6 +183,9 @@ def snapshot(eng: Engine, rq: CpuRq, group: list[Context]) -> _Snap:
             vs = v.stats
             cs.vcpu = {"exits": Counter(vs.exits), "traps": Counter(vs.traps),
                        "exit_ns": Counter(vs.exit_ns), "trap_ns": Counter(vs.trap_ns),
+                       "guest_work": Counter(vs.guest_work),
+                       "guest_work_cycles": Counter(vs.guest_work_cycles),
+                       "guest_work_ns": Counter(vs.guest_work_ns),
                        "el2_cycles": vs.el2_cycles, "regs_swapped": vs.regs_swapped,
                        "irqs": vs.irqs_injected, "created": vs.perf_events_created,
                        "released": vs.perf_events_released}
@@ -194,7 +199,8 @@ def snapshot(eng: Engine, rq: CpuRq, group: list[Context]) -> _Snap:
             cs.drv = {"counts": list(d.counts), "enabled": list(d.enabled_ns),
                       "running": list(d.running_ns), "samples": list(d.samples),
                       "order": list(d.order), "counter": dict(d.counter),
-                      "period": list(d.period), "rotations": d.rotations, "irqs": d.irqs}
+                      "period": list(d.period), "rotations": d.rotations, "irqs": d.irqs,
+                      "work": (dict(d.work.count), dict(d.work.cycles))}
         cs.ctx = (ctx.work_ns, ctx.cpu_ns, ctx.instructions, dict(ctx.truth))
         s.ctxs.append(cs)
     s.guest_hw = _guest_hw(eng, cpu)
@@ -335,7 +341,8 @@ def _apply(eng: Engine, rq: CpuRq, a: _Snap, b: _Snap, m: int, dnow: int,
         v = ctx.vcpu
         if v is not None:
             vs = v.stats
-            for name in ("exits", "traps", "exit_ns", "trap_ns"):
+            for name in ("exits", "traps", "exit_ns", "trap_ns", "guest_work",
+                         "guest_work_cycles", "guest_work_ns"):
                 cur: Counter[str] = getattr(vs, name)
                 for k, n in (cb.vcpu[name] - ca.vcpu[name]).items():
                     cur[k] += m * n
@@ -355,6 +362,10 @@ def _apply(eng: Engine, rq: CpuRq, a: _Snap, b: _Snap, m: int, dnow: int,
                 for i in range(len(arr)):
                     arr[i] += m * (cb.drv[key][i] - ca.drv[key][i])
             d.rotations += m * (cb.drv["rotations"] - ca.drv["rotations"])
+            for sa, sb, dst in zip(ca.drv["work"], cb.drv["work"],
+                                   (d.work.count, d.work.cycles), strict=True):
+                for k, n in sb.items():
+                    dst[k] += m * (n - sa.get(k, 0))
         ctx.work_ns += m * (cb.ctx[0] - ca.ctx[0])
         ctx.cpu_ns += m * (cb.ctx[1] - ca.ctx[1])
         ctx.instructions += m * (cb.ctx[2] - ca.ctx[2])

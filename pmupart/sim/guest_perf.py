@@ -13,7 +13,7 @@ partitioned vPMU only PMOVS/PMEVTYPER/PMCCFILTR do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from pmupart.arch.events import Event, event_name
@@ -32,6 +32,45 @@ class RegisterApi(Protocol):  # the guest CPU surface the driver needs
     def write(self, name: str, value: int) -> Access: ...
 
 
+@dataclass(frozen=True, slots=True)
+class GuestKernelCosts:
+    """Cycles the guest kernel spends on perf's behalf besides its PMU register accesses,
+    retired as guest EL1 work (so they lengthen the run and count on counters that count EL1).
+    Where each value comes from: docs/costs.md "Guest kernel".
+
+    The register accesses themselves (and what they cost at EL2 when they trap) are not
+    here: the driver performs them through the vCPU.
+    """
+
+    #: taking the PMU interrupt: exception entry and return, ``gic_handle_irq`` with the
+    #: ICC_IAR1_EL1/ICC_EOIR1_EL1 acknowledge and EOI (not trapped with a vGICv3)
+    irq_entry: int = 600
+    #: one sample: ``perf_event_overflow`` -> ``perf_prepare_sample`` +
+    #: ``perf_output_sample`` writing the record into the ring buffer
+    sample: int = 3000
+    #: the timer tick besides perf (``tick_sched_timer`` -> ``update_process_times``,
+    #: ``sched_tick``); perf's own tick work is the accesses of :meth:`GuestPmuDriver.tick`
+    tick: int = 3000
+    #: one context switch (``__schedule`` + ``switch_to``) besides perf's sched out/in
+    context_switch: int = 4000
+
+
+@dataclass
+class GuestWork:
+    """What the guest kernel did for perf besides register accesses (for reports)."""
+
+    count: dict[str, int] = field(default_factory=dict)  #: by kind
+    cycles: dict[str, int] = field(default_factory=dict)  #: guest EL1 cycles by kind
+    #: simulated ns the vCPU spent in process-context perf work (context switches: the
+    #: switch's own kernel work, its accesses and the EL2 time of their traps), which a
+    #: guest's tick-based accounting shows as system time
+    process_ns: int = 0
+
+    def add(self, kind: str, cycles: int) -> None:
+        self.count[kind] = self.count.get(kind, 0) + 1
+        self.cycles[kind] = self.cycles.get(kind, 0) + cycles
+
+
 @dataclass
 class GuestEventResult:
     """One event of a guest session, as ``perf stat`` inside the guest would report it."""
@@ -48,8 +87,20 @@ class GuestPmuDriver:
     """The guest kernel's driver state for one perf session."""
 
     def __init__(self, session: PerfSession, *, exclude_user: bool = False,
-                 exclude_kernel: bool = False) -> None:
+                 exclude_kernel: bool = False, costs: GuestKernelCosts | None = None,
+                 ctx_switch_hz: float = 0.0, tick_hz: int = 250) -> None:
+        if ctx_switch_hz < 0:
+            raise ValueError(f"ctx_switch_hz must be >= 0, not {ctx_switch_hz!r}")
         self.session = session
+        self.costs = costs or GuestKernelCosts()
+        self.work = GuestWork()
+        #: a per-task session (``perf stat -- cmd``) is scheduled out and in at each switch
+        #: of its task; a whole-guest one (``-a``) is not
+        self.per_task = session.scope.startswith("task")
+        #: switches of the workload's task per guest tick (``ctx_switch_hz`` / the tick rate;
+        #: 0: never, or a whole-guest session); they happen at ticks, carried over exactly
+        self.switches_per_tick = ctx_switch_hz / tick_hz if self.per_task else 0.0
+        self._switch_credit = 0.0
         self.events = list(session.events)
         n = len(self.events)
         self.counts = [0] * n
@@ -76,9 +127,11 @@ class GuestPmuDriver:
         return (1 << 64) - 1 if self.wide else (1 << 32) - 1
 
     def needs_tick(self) -> bool:
-        """The guest tick matters when events rotate or sample periods adapt to a frequency."""
+        """The guest tick matters when events rotate, sample periods adapt to a frequency or
+        the task is switched out and in."""
         return len(self.order) > self._slots() or (self.session.mode is PerfMode.RECORD
-                                                   and self.session.freq > 0)
+                                                   and self.session.freq > 0) \
+            or self.switches_per_tick > 0
 
     def _slots(self) -> int:
         cyc = any(self.events[i] == _CYCLES for i in range(len(self.events)))
@@ -184,6 +237,57 @@ class GuestPmuDriver:
         cpu.write("PMINTENCLR_EL1", 1 << idx)
         self._update(cpu, i, idx)
 
+    def _stop(self, cpu: RegisterApi, i: int, idx: int) -> int:
+        """``armpmu_stop``: ``armv8pmu_disable_event`` (PMCNTENCLR, then PMINTENCLR and
+        PMOVSCLR in ``armv8pmu_disable_intens``) and ``armpmu_event_update``; the delta."""
+        cpu.write("PMCNTENCLR_EL0", 1 << idx)
+        cpu.write("PMINTENCLR_EL1", 1 << idx)
+        cpu.write("PMOVSCLR_EL0", 1 << idx)
+        return self._update(cpu, i, idx)
+
+    def _pmu_disable(self, cpu: RegisterApi) -> None:
+        """``armv8pmu_stop`` (``perf_pmu_disable``): PMCR_EL0.E = 0, read-modify-write."""
+        pmcr = cpu.read("PMCR_EL0").value or 0
+        cpu.write("PMCR_EL0", pmcr & ~(1 | (0x1F << 11)))
+
+    def _pmu_enable(self, cpu: RegisterApi) -> None:
+        """``armv8pmu_start`` (``perf_pmu_enable``): PMCR_EL0.E = 1."""
+        pmcr = cpu.read("PMCR_EL0").value or 0
+        cpu.write("PMCR_EL0", (pmcr | 1) & ~(0x1F << 11))
+
+    # ------------------------------------------------------------------ guest kernel work
+    def _kernel_work(self, cpu: RegisterApi, kind: str, cycles: int) -> None:
+        """Retire ``cycles`` of guest kernel work at EL1 (IPC 1 assumed for kernel code) on
+        the vCPU, when the CPU surface can retire work (a :class:`~pmupart.kvm.run.GuestCpu`);
+        count it under ``kind``."""
+        self.work.add(kind, cycles)
+        work = getattr(cpu, "kernel_work", None)
+        if work is not None:
+            work(kind, cycles)
+
+    def context_switch(self, cpu: RegisterApi) -> None:
+        """The workload's task is switched out for another and back in: with a per-task
+        session, ``perf_event_task_sched_out`` (``perf_ctx_disable``, every event through
+        ``armpmu_stop``, ``perf_ctx_enable``), two ``__schedule`` passes, then
+        ``perf_event_task_sched_in`` (``perf_ctx_disable``, the events scheduled in again as
+        ``ctx_sched_in`` does, ``perf_ctx_enable``).  Process context: all of it, the EL2
+        time of its traps included, is system time to the guest's accounting."""
+        now = getattr(cpu, "now_ns", None)
+        t0 = now() if callable(now) else 0
+        self._kernel_work(cpu, "ctx_switch", 0)
+        if self.counter:
+            self._pmu_disable(cpu)
+            for i, idx in list(self.counter.items()):
+                self._stop(cpu, i, idx)
+                del self.counter[i]
+            self._pmu_enable(cpu)
+        self._kernel_work(cpu, "ctx_switch_kernel", 2 * self.costs.context_switch)
+        self._pmu_disable(cpu)
+        self._schedule(cpu)
+        self._pmu_enable(cpu)
+        if callable(now):
+            self.work.process_ns += now() - t0
+
     # ------------------------------------------------------------------ time and ticks
     def account(self, ns: int) -> None:
         """Guest time passes (the vCPU ran ``ns``): enabled/running times."""
@@ -193,26 +297,49 @@ class GuestPmuDriver:
                 self.running_ns[i] += ns
 
     def tick(self, cpu: RegisterApi, tick_ns: int) -> None:
-        """The guest's timer tick: adapt sampling periods, rotate if events wait.  The tick
-        runs in the guest kernel, at EL1, whatever EL the vCPU was interrupted at (at EL0,
-        the driver's accesses would trap or UNDEF and its bookkeeping would drift: found
-        by the checker's own-work invariant)."""
+        """The guest's timer tick: its own kernel work, then perf's (:meth:`_tick`: adapt
+        sampling periods, rotate if events wait); then the context switches of the workload's
+        task that are due (:attr:`switches_per_tick`: ``ctx_switch_hz`` spread over the
+        ticks; :meth:`context_switch`).  The tick runs in the
+        guest kernel, at EL1, whatever EL the vCPU was interrupted at (at EL0, the driver's
+        accesses would trap or UNDEF and its bookkeeping would drift: found by the checker's
+        own-work invariant)."""
         old_el = cpu.el
         cpu.el = 1
         try:
+            if self.needs_tick():  # as the engine's timer exit (see Engine._step)
+                self._kernel_work(cpu, "tick", self.costs.tick)
             self._tick(cpu, tick_ns)
         finally:
             cpu.el = old_el
+        self._switch_credit += self.switches_per_tick
+        while self._switch_credit >= 1.0:
+            self._switch_credit -= 1.0
+            old_el = cpu.el
+            cpu.el = 1
+            try:
+                self.context_switch(cpu)
+            finally:
+                cpu.el = old_el
 
     def _tick(self, cpu: RegisterApi, tick_ns: int) -> None:
+        """``perf_event_task_tick``: frequency-mode events have their period adapted
+        (``perf_adjust_freq_unthr_context``: the PMU disabled once, each active event
+        stopped with ``armpmu_stop``, its period recomputed from the events it counted,
+        restarted with ``armpmu_start``, which re-arms the period and re-enables it
+        (``armpmu_event_set_period``, ``armv8pmu_enable_event``), the PMU enabled); then
+        the flexible groups rotate if some wait (``perf_rotate_context``)."""
         s = self.session
-        if s.mode is PerfMode.RECORD and s.freq > 0:
+        if s.mode is PerfMode.RECORD and s.freq > 0 and self.counter:
+            self._pmu_disable(cpu)
             for i, idx in list(self.counter.items()):
-                self._update(cpu, i, idx)
+                self._stop(cpu, i, idx)
                 rate = (self.counts[i] - self._last_tick_counts[i]) * 10**9 // max(1, tick_ns)
                 self._last_tick_counts[i] = self.counts[i]
                 if rate:
                     self.period[i] = max(1, rate // s.freq)
+                self._program(cpu, i, idx)
+            self._pmu_enable(cpu)
         if len(self.order) > len(self.counter):
             for i in list(self.counter):
                 self._unprogram(cpu, i)
@@ -225,21 +352,21 @@ class GuestPmuDriver:
         (``armv8pmu_stop``: PMCR.E = 0), update and re-arm each overflowed counter, start it
         again (``armv8pmu_start``)."""
         self.irqs += 1
+        self._kernel_work(cpu, "irq_entry", self.costs.irq_entry)
         ovs = cpu.read("PMOVSCLR_EL0").value or 0
         if not ovs:
             return
         cpu.write("PMOVSCLR_EL0", ovs)
-        pmcr = cpu.read("PMCR_EL0").value or 0
-        cpu.write("PMCR_EL0", pmcr & ~(1 | (0x1F << 11)))
+        self._pmu_disable(cpu)
         for i, idx in list(self.counter.items()):
             if not (ovs >> idx) & 1:
                 continue
             self._update(cpu, i, idx)
+            self._set_period(cpu, i, idx)
             if self.session.mode is PerfMode.RECORD:
                 self.samples[i] += 1
-            self._set_period(cpu, i, idx)
-        pmcr = cpu.read("PMCR_EL0").value or 0
-        cpu.write("PMCR_EL0", (pmcr | 1) & ~(0x1F << 11))
+                self._kernel_work(cpu, "sample", self.costs.sample)
+        self._pmu_enable(cpu)
 
     def finish(self, cpu: RegisterApi) -> None:
         """Read the final counts (``perf stat`` closing its events), at EL1."""

@@ -50,6 +50,9 @@ class Workload:
     name: str
     phases: tuple[Phase, ...] = (Phase(),)
     instructions: int | None = None  #: total work; None: runs for the whole scenario
+    #: how often the guest scheduler switches the workload's task out for another and back
+    #: in (per second); a guest's per-task perf session is scheduled out and in each time
+    ctx_switch_hz: float = 0.0
 
     @staticmethod
     def rates_of(m: dict[str | int, float]) -> tuple[tuple[int, float], ...]:
@@ -66,7 +69,10 @@ class PerfSession:
     """A ``perf stat -e ...`` or ``perf record -F <freq> -e ...`` session.
 
     For the host: ``scope`` is ``"system"`` (``-a``) or ``"task:<name>"`` (``-p``).  In a
-    guest it covers the whole guest (its kernel's driver programs the vPMU).
+    guest, ``"system"`` covers the whole guest (its kernel's driver programs the vPMU) and
+    ``"task:<name>"`` is ``perf ... -- <cmd>``: per task, so the guest scheduler takes its
+    events off the PMU and puts them back at each switch of the workload's task
+    (:attr:`Workload.ctx_switch_hz`).
     """
 
     events: tuple[int, ...]

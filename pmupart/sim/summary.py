@@ -20,6 +20,7 @@ from pmupart.report.perfstat import (
     format_report,
 )
 from pmupart.report.tables import (
+    GuestWorkRow,
     OverheadReport,
     PartyTime,
     PerfEventCount,
@@ -66,6 +67,7 @@ def overhead(r: RunResult) -> OverheadReport:
     traps: list[TrapRow] = []
     times: list[PartyTime] = []
     perf: list[PerfEventCount] = []
+    guest_work: list[GuestWorkRow] = []
     host = r.machine.host
     el2_by_party: dict[str, int] = {}
     for (party, _reason), ns in sorted(host.stats.el2_ns.items()):
@@ -76,7 +78,12 @@ def overhead(r: RunResult) -> OverheadReport:
         regs: dict[str, int] = {}
         reg_ns: dict[str, int] = {}
         created = released = 0
+        work: dict[str, list[int]] = {}
         for v in vm.vcpus:
+            for k, n in v.stats.guest_work.items():
+                acc = work.setdefault(k, [0, 0])
+                acc[0] += n
+                acc[1] += v.stats.guest_work_ns[k]
             for k, n in v.stats.exits.items():
                 exits[k] = exits.get(k, 0) + n
             for k, n in v.stats.exit_ns.items():
@@ -95,6 +102,7 @@ def overhead(r: RunResult) -> OverheadReport:
         el2 = el2_by_party.get(vm.name, 0)
         times.append(PartyTime(vm.name, max(0, cpu_ns - el2), el2, 0))
         perf.append(PerfEventCount(vm.name, created, released))
+        guest_work += [GuestWorkRow(vm.name, k, n, ns) for k, (n, ns) in sorted(work.items())]
     host_cpu = sum(c.cpu_ns for c in r.contexts if c.vcpu is None)
     host_el2 = el2_by_party.get("host", 0)
     times.append(PartyTime("host", max(0, host_cpu - host_el2), host_el2, 0))
@@ -112,7 +120,7 @@ def overhead(r: RunResult) -> OverheadReport:
         squeezed.append(SqueezedEvent(f"{e.pmu.name}/{event_name(e.attr.config).lower()}/",
                                       f"cpu{cpu}", e.time_enabled, e.time_running))
     return OverheadReport(r.spec.duration_ns, tuple(traps), tuple(times), tuple(perf),
-                          tuple(squeezed))
+                          tuple(squeezed), guest_work=tuple(guest_work))
 
 
 def _header(r: RunResult) -> list[str]:

@@ -84,6 +84,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "check": "pmupart.check.cli_check:check",
     "experiment": "pmupart.check.cli_experiment:experiment",
     "probe": "pmupart.probe.cli:probe",
+    "sweep": "pmupart.sweep.cli:sweep",
 }
 
 

@@ -159,10 +159,11 @@ def _describe(ann: Any, name: str | int | None = None) -> str:
         a, str(a))
 
 
-def _walk(loc: Sequence[int | str]) -> tuple[Loc, Any, str | int | None]:
-    """Follow a pydantic error location through the schema: the TOML path (union member
-    tags dropped), the annotation found there, and the last field name on the way."""
-    ann: Any = S.ScenarioFile
+def _walk(loc: Sequence[int | str], root: type[BaseModel] = S.ScenarioFile
+          ) -> tuple[Loc, Any, str | int | None]:
+    """Follow a pydantic error location through the schema ``root``: the TOML path (union
+    member tags dropped), the annotation found there, and the last field name on the way."""
+    ann: Any = root
     out: list[int | str] = []
     name: str | int | None = None
     parts = list(loc)
@@ -195,8 +196,8 @@ def _walk(loc: Sequence[int | str]) -> tuple[Loc, Any, str | int | None]:
     return tuple(out), ann, name
 
 
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    _, ann, _ = _walk(loc)
+def _model_at(loc: Loc, root: type[BaseModel] = S.ScenarioFile) -> type[BaseModel] | None:
+    _, ann, _ = _walk(loc, root)
     for m in _members(ann):
         a = typing.get_args(m)[0] if typing.get_origin(m) is list else m
         if isinstance(a, type) and issubclass(a, BaseModel):
@@ -204,24 +205,26 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
     return None
 
 
-def _pydantic_message(err: Any) -> tuple[Loc, str]:
+def pydantic_message(err: Any, root: type[BaseModel] = S.ScenarioFile) -> tuple[Loc, str]:
+    """One pydantic error (an item of ``ValidationError.errors()``) against the TOML schema
+    ``root``: the TOML path and a message saying what was expected and what was found."""
     kind = err["type"]
     raw_loc = tuple(err["loc"])
     if kind == "extra_forbidden":
-        loc, _, _ = _walk(raw_loc)
-        parent = _model_at(loc[:-1])
+        loc, _, _ = _walk(raw_loc, root)
+        parent = _model_at(loc[:-1], root)
         key = str(loc[-1])
         allowed = list(parent.model_fields) if parent is not None else []
         msg = f"unknown key {key!r}{suggest(key, allowed)}; expected one of: {', '.join(allowed)}"
         if len(loc) >= 3 and isinstance(loc[-2], int):
-            outer = _model_at(loc[:-3])
+            outer = _model_at(loc[:-3], root)
             if outer is not None and key in outer.model_fields:
                 table = field_path(loc[:-2])
                 msg += (f" ('{key}' is a key of [{field_path(loc[:-3])}]: keys after a "
                         f"[[{table}]] header belong to that {loc[-3]}; move it above the "
                         f"first [[{table}]])")
         return loc, msg
-    loc, ann, name = _walk(raw_loc)
+    loc, ann, name = _walk(raw_loc, root)
     if kind == "missing":
         if any(isinstance(m, type) and issubclass(m, BaseModel) for m in _members(ann)):
             return loc, f"required table [{field_path(loc)}] is missing"
@@ -246,11 +249,26 @@ def _pydantic_message(err: Any) -> tuple[Loc, str]:
     return loc, f"{err['msg'][0].lower()}{err['msg'][1:]}; found {found}"
 
 
+def first_validation_error(e: ValidationError, text: str | None, index: dict[Loc, int],
+                           root: type[BaseModel] = S.ScenarioFile) -> tuple[Loc, str]:
+    """The first of ``e``'s errors in file order (its TOML path and message), with a count of
+    the others; ``index`` is :func:`pmupart.tomlpos.locate` of ``text``."""
+    seen: dict[Loc, str] = {}
+    for loc, msg in (pydantic_message(err, root) for err in e.errors()):
+        seen.setdefault(loc, msg)
+    ordered = sorted(seen.items(), key=lambda kv: line_of(text, kv[0], index) or 1 << 30)
+    loc, msg = ordered[0]
+    if len(ordered) > 1:
+        msg += f" (and {len(ordered) - 1} more error{'s' if len(ordered) > 2 else ''})"
+    return loc, msg
+
+
 # ---------------------------------------------------------------------- overrides
 _OVERRIDE_RE = re.compile(r"^\s*([A-Za-z0-9_.\-\[\]\"*]+?)\s*=\s*(.*)$", re.S)
 
 
-def _parse_override_path(text: str) -> list[int | str]:
+def parse_override_path(text: str) -> list[int | str]:
+    """``vm[0].perf.events[1]`` -> ``["vm", 0, "perf", "events", 1]`` (a ``--set`` path)."""
     out: list[int | str] = []
     for m in re.finditer(r"([^.\[\]]+)|\[(\d+)\]", text):
         out.append(int(m.group(2)) if m.group(2) is not None else m.group(1).strip("\"'"))
@@ -266,7 +284,7 @@ def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> set[Loc]
         if m is None:
             raise ScenarioError("--set", 0, ov, "expected key.path=value (kvm.hpmn_source="
                                 "vm-pmu, vm[0].partition=false, scenario.duration=\"1s\")")
-        path = _parse_override_path(m.group(1))
+        path = parse_override_path(m.group(1))
         try:
             value = tomllib.loads(f"v = {m.group(2)}")["v"]
         except tomllib.TOMLDecodeError:
@@ -331,9 +349,15 @@ def load_scenario_text(text: str, source: str = "<text>", *, overrides: Sequence
     return _load_data(data, text, source, overrides, Path(base_dir) if base_dir else None)
 
 
-def load_scenario_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> ScenarioSpec:
-    """Check and build a scenario from an already parsed mapping (no line numbers)."""
-    return _load_data(dict(data), None, source, (), None)
+def load_scenario_mapping(data: Mapping[str, Any], source: str = "<mapping>", *,
+                          overrides: Sequence[str] = (),
+                          base_dir: str | Path | None = None) -> ScenarioSpec:
+    """Check and build a scenario from an already parsed mapping (no line numbers).
+    ``overrides`` as :func:`load_scenario` (applied to a copy: ``data`` is not changed)."""
+    import copy
+
+    return _load_data(copy.deepcopy(dict(data)), None, source, overrides,
+                      Path(base_dir) if base_dir else None)
 
 
 def _load_data(data: dict[str, Any], text: str | None, source: str,
@@ -351,15 +375,7 @@ def _load_data(data: dict[str, Any], text: str | None, source: str,
     try:
         f = S.ScenarioFile.model_validate(data)
     except ValidationError as e:
-        found = [_pydantic_message(err) for err in e.errors()]
-        seen: dict[Loc, str] = {}
-        for loc, msg in found:
-            seen.setdefault(loc, msg)
-        ordered = sorted(seen.items(), key=lambda kv: line_of(text, kv[0], index) or 1 << 30)
-        loc, msg = ordered[0]
-        if len(ordered) > 1:
-            msg += f" (and {len(ordered) - 1} more error{'s' if len(ordered) > 2 else ''})"
-        raise error(loc, msg) from None
+        raise error(*first_validation_error(e, text, index)) from None
     return _Builder(f, source, error, base_dir).build()
 
 

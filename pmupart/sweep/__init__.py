@@ -13,7 +13,7 @@ run's report.  From Python::
 ``pmupart sweep`` and ``pmupart sweep report`` are the command line.
 """
 
-from pmupart.sweep.execute import Checkpoint, SweepRunError, execute
+from pmupart.sweep.executor import Checkpoint, SweepRunError, execute
 from pmupart.sweep.results import read_results, write_csv, write_parquet
 from pmupart.sweep.runner import Job, run_point
 from pmupart.sweep.spec import Axis, Metric, Point, Sweep, SweepError, load_sweep, load_sweep_text

@@ -108,7 +108,7 @@ def run_cmd(sweep_file: str, output: str | None, as_csv: bool, workers: int | No
       pmupart sweep big.toml --resume        # after Ctrl-C or a crash
     """
     from pmupart.errors import PmupartError
-    from pmupart.sweep.execute import Checkpoint, SweepRunError, execute
+    from pmupart.sweep.executor import Checkpoint, SweepRunError, execute
     from pmupart.sweep.results import write_csv, write_parquet
     from pmupart.sweep.spec import load_sweep
 

@@ -296,6 +296,8 @@ class _Builder:
                                 f"(machine.preset, vm[0].partition), found {a.key!r}")
             name = a.name if a.name is not None else str(next(
                 p for p in reversed(path) if isinstance(p, str)))
+            if a.name is None and key == "scenario.seed":
+                name = "replica"  # the run seed mixes it in: it numbers replicas
             name = name.replace("-", "_")
             if not _IDENT.match(name):
                 raise self.fail((*loc, "name" if a.name else "key"), f"the axis name {name!r} "

@@ -185,8 +185,7 @@ def _on_dask(job: Job, work: list[list[Point]], workers: int, scheduler: str | N
             client = dd.Client(cluster)
         try:
             futures = [client.submit(run_batch, job, b, pure=False) for b in work]
-            for fut in dd.as_completed(futures):
-                rows = fut.result()
+            for fut, rows in dd.as_completed(futures, with_results=True):
                 fut.release()
                 take(rows)
         finally:

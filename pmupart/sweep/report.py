@@ -4,8 +4,8 @@ The table groups the runs by axes (the ``[report]`` table's ``group_by``; by def
 ``facet``, ``y`` and ``x`` axes, or every axis with more than one value) and gives per
 group: the runs, how many held every invariant (``ok``), broke one (``viol``) or raised
 (``err``), and the mean of each metric.  The plots: per metric, a heatmap of its mean over
-the ``x`` and ``y`` axes (a line per ``y`` value when there is no ``y`` to speak of), one
-panel per ``facet`` value; and the same for the share of runs that broke an invariant or
+the ``x`` and ``y`` axes (averaged over the other axes), one panel per ``facet`` value
+when ``[report]`` names one; and the same for the share of runs that broke an invariant or
 raised.  All of it is a function of the results file (no wall times, no dates), so it is
 deterministic.
 """
@@ -138,8 +138,7 @@ def _plot_axes(rows: Sequence[Row], meta: Mapping[str, Any]
     varying = [a for a in axes if len({_key(r.get(a)) for r in rows}) > 1]
     x = rep.get("x") or (varying[0] if varying else (axes[0] if axes else None))
     y = rep.get("y") or next((a for a in varying if a != x), None)
-    facet = rep.get("facet") or next((a for a in varying if a not in (x, y)), None)
-    return x, y, facet
+    return x, y, rep.get("facet")
 
 
 def plot_results(rows: Sequence[Row], meta: Mapping[str, Any], outdir: str | Path

@@ -174,3 +174,21 @@ def test_constraint_expressions() -> None:
     assert "not allowed" in str(expr.compile_constraint("r.__class__", ["r"]))
     with pytest.raises(expr.ExprError, match="tensor-g9"):
         expr.evaluate(tree, {"r": 1, "p": "tensor-g9", "q": "c"})
+
+
+def test_fleet_example_loads_and_its_metrics_find_values() -> None:
+    from pmupart.sweep.runner import Job, run_point
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "sweeps" / \
+        "fleet-reservation.toml"
+    text = path.read_text(encoding="utf-8")
+    assert "THE ANSWER" in text and "Reserve 4 counters" in text
+    sw = load_sweep(path)
+    assert [a.name for a in sw.axes] == ["host", "reserved", "replica"]
+    assert {p.values[0] for p in sw.points} == {"graviton3", "ampere-altra", "grace"}
+    assert len(sw.points) == 3 * 7 * 2
+    point = next(p for p in sw.points if p.values[:2] == ("grace", 4))
+    row = run_point(Job.of(sw), point)
+    assert row["verdict"] == "ok" and row["_unmatched"] == [], row
+    assert row["host_l1d"] == pytest.approx(1.0, abs=0.01)  # the header's answer at 4
+    assert row["web_running"] == 100.0 and row["db_running"] < 50

@@ -68,7 +68,6 @@ class ReportTable(_Strict):
     facet: str | None = None
     group_by: list[str] | None = None
     metrics: list[str] | None = None
-    answer: str | None = None
 
 
 class SweepFile(_Strict):

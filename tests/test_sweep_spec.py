@@ -192,3 +192,14 @@ def test_fleet_example_loads_and_its_metrics_find_values() -> None:
     assert row["verdict"] == "ok" and row["_unmatched"] == [], row
     assert row["host_l1d"] == pytest.approx(1.0, abs=0.01)  # the header's answer at 4
     assert row["web_running"] == 100.0 and row["db_running"] < 50
+
+
+def test_kvm_revision_is_an_axis() -> None:
+    from pmupart.kvm.revision import REVISIONS
+
+    names = list(REVISIONS)
+    sw = load_sweep_text(sweep_text('[[axis]]\nkey = "kvm.revision"\nvalues = ['
+                                    + ", ".join(f'"{n}"' for n in names) + "]"), "r.toml")
+    assert [p.values[0] for p in sw.points] == names
+    e = error_of(sweep_text('[[axis]]\nkey = "kvm.revision"\nvalues = ["v8", "v7"]'))
+    assert (e.line, e.field) == (17, "axis[0].values[1]") and "kvm.revision" in e.msg

@@ -171,6 +171,20 @@ def test_qemu_six_cpus_zero_model_deviations_and_golden_deviations(tmp_path: Pat
         lines.append(f"{cpu}: {rep.summary_line()}")
         lines += [f"  {n:4d} {cls} {fam}" + (f" ({why})" if why else "")
                   for (cls, fam, why), n in rep.groups().items()]
+    # The guest image on TCG without EL2 (plain -M virt): the model is a PE without EL2.
+    guest = tmp_path / "guest.img"
+    guest.write_bytes(_image("guest"))
+    with (tmp_path / "guest.log").open("w") as f:
+        subprocess.run([QEMU, "-M", "virt", "-cpu", "cortex-a57", "-nographic", "-nic", "none",
+                        "-semihosting", "-kernel", str(guest)], stdout=f,
+                       stderr=subprocess.DEVNULL, timeout=60, check=False)
+    glog = parse_log((tmp_path / "guest.log").read_text(errors="replace"), "guest")
+    assert glog.complete and glog.ids["BOOT_EL"] == 1
+    rep = check_on_pe(build_image(Params(mode="guest")), glog)
+    assert rep.summary["model"] == 0, rep.render()
+    lines.append(f"guest image, cortex-a57 without EL2: {rep.summary_line()}")
+    lines += [f"  {n:4d} {cls} {fam}" + (f" ({why})" if why else "")
+              for (cls, fam, why), n in rep.groups().items()]
     if m is None or m.group(1) != "7.2":
         pytest.skip(f"the golden list is for QEMU 7.2 (Debian bookworm), not {ver.strip()}; "
                     "zero model deviations checked")

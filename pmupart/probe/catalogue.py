@@ -40,7 +40,9 @@ M64 = (1 << 64) - 1
 @dataclass(frozen=True)
 class Op:
     """One step.  ``kind``: "r" (read; ``mask`` applied, ``nz`` reports only value != 0),
-    "w" (write ``value``), "work" (retire a block of instructions at ``el``; not an outcome)."""
+    "w" (write ``value``), "irq" (EL2: the PMU interrupt request level, as the interrupt
+    controller sees it), "work" (retire a block of instructions at ``el``; not an
+    outcome)."""
 
     kind: str
     el: int
@@ -51,11 +53,13 @@ class Op:
 
     @property
     def recorded(self) -> bool:
-        return self.kind in ("r", "w")
+        return self.kind in ("r", "w", "irq")
 
     def text(self) -> str:
         if self.kind == "work":
             return f"EL{self.el} work"
+        if self.kind == "irq":
+            return "PMUIRQ level (GIC pending state of PPI 23)"
         if self.kind == "w":
             return f"EL{self.el} MSR {self.reg}, {self.value:#x}"
         extra = " (!=0)" if self.nz else (f" & {self.mask:#x}" if self.mask != M64 else "")
@@ -144,6 +148,10 @@ class _Builder:
     def w(self, el: int, reg: str, value: int) -> None:
         assert self.cur is not None
         self.cur.ops.append(Op("w", el, reg, value))
+
+    def irq(self) -> None:
+        assert self.cur is not None
+        self.cur.ops.append(Op("irq", 2))
 
     def work(self, el: int) -> None:
         assert self.cur is not None
@@ -319,6 +327,26 @@ class _Builder:
             self.r(c, "PMOVSSET_EL0")
             for i in range(n):
                 self.r(c, f"PMEVCNTR{i}_EL0")
+        # The interrupt request by range: an overflow flag with its PMINTEN bit raises PMUIRQ
+        # only under its range's global enable (spec §7; ARM §D13.3.1, CheckForPMUOverflow
+        # ARM §J1.3.1.90).
+        if h is not None:
+            bits = [b for b in (0 if h > 0 else -1, n - 1 if h < n else -1, 31) if b >= 0]
+            for e, hpme in ((PMCR_E, 0), (0, MDCR_HPME), (PMCR_E, MDCR_HPME), (0, 0)):
+                self.probe(f"{tag} pmuirq E={e} HPME={int(bool(hpme))}",
+                           "PMUIRQ is asserted for a set PMOVS bit with its PMINTEN bit only "
+                           "under the range's global enable: PMCR.E below HPMN and for "
+                           "PMCCNTR, MDCR_EL2.HPME from HPMN", "spec §7 (ARM §D13.3.1, "
+                           "§J1.3.1.90)")
+                self.reset(h, mdcr_extra=hpme)
+                self.w(c, "PMCR_EL0", e)
+                for b in bits:
+                    self.w(c, "PMINTENSET_EL1", 1 << b)
+                    self.w(c, "PMOVSSET_EL0", 1 << b)
+                    self.irq()
+                    self.w(c, "PMINTENCLR_EL1", 1 << b)
+                    self.irq()
+                    self.w(c, "PMOVSCLR_EL0", 1 << b)
         # PMUSERENR_EL0 gating at EL0 (spec §8.3; ARM §D24.5.26, §D13.11.3).
         for u, desc in ((0, "0"), (UEN_EN, "EN"), (UEN_SW, "SW"), (UEN_CR, "CR"),
                         (UEN_ER, "ER")):

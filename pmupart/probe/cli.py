@@ -57,11 +57,15 @@ def probe() -> None:
                    "[default: 0,1,an odd middle value,N].")
 @click.option("--uart", default="0x09000000", show_default=True,
               help="PL011 data register address (QEMU virt), or 'none'.")
+@click.option("--gic-ispendr", default="0x08000200", show_default=True,
+              help="EL2 mode: address of the 32-bit GIC register whose bit 23 is the PMU "
+                   "interrupt's pending state: GICD_ISPENDR0 of QEMU virt's GICv2 (default); "
+                   "for a GICv3 give the redistributor's GICR_ISPENDR0 (SGI frame + 0x200).")
 @click.option("--no-semihosting", is_flag=True,
               help="Never try Arm semihosting (HLT #0xF000); by default the image uses it "
                    "when the call does not fault.")
 def build(mode: str, output: Path, counters: int, hpmn: str | None, uart: str,
-          no_semihosting: bool) -> None:
+          gic_ispendr: str, no_semihosting: bool) -> None:
     """Write a self-contained bare-metal probe image (no cross toolchain needed)."""
     from pmupart.cli import _parse_int, fail
     from pmupart.probe.catalogue import outcomes
@@ -71,7 +75,8 @@ def build(mode: str, output: Path, counters: int, hpmn: str | None, uart: str,
     uart_addr = None if uart.strip().lower() == "none" else _parse_int(uart, "--uart")
     img = build_image(p)
     try:
-        output.write_bytes(img.with_console(uart_addr, not no_semihosting))
+        output.write_bytes(img.with_console(uart_addr, not no_semihosting,
+                                            _parse_int(gic_ispendr, "--gic-ispendr")))
     except OSError as e:
         fail(f"cannot write {output}: {e}")
     click.echo(f"{output}: {len(img.code)} bytes, {len(img.probes)} probes, "

@@ -5,9 +5,11 @@ Layout (position independent; every address is ``adr``-relative):
 * an arm64 Image header (Linux ``Documentation/arch/arm64/booting.rst`` layout: branch,
   text_offset, image_size, flags, magic ``ARM\\x64`` at 0x38), so
   ``qemu-system-aarch64 -M virt[,virtualization=on] -kernel IMAGE`` loads and enters it;
-* two configuration words right after the header (offsets 0x40, 0x48): the PL011 data
-  register address (0x09000000 on QEMU ``virt``; 0 = no UART) and whether to try Arm
-  semihosting (``HLT #0xF000``; the image checks at boot that the call does not fault);
+* three configuration words right after the header (offsets 0x40, 0x48, 0x50): the PL011
+  data register address (0x09000000 on QEMU ``virt``; 0 = no UART), whether to try Arm
+  semihosting (``HLT #0xF000``; the image checks at boot that the call does not fault), and
+  the GIC distributor's GICD_ISPENDR0 (where the EL2 monitor reads the PMU interrupt's
+  pending state);
 * **EL2 mode**: a small EL2 monitor that sets up HCR_EL2/MDCR_EL2/CPTR_EL2, drops to EL1
   and afterwards serves a hypercall ABI (read/write a register at EL2, report the last
   exception taken to EL2, spin at EL2, power off) and records every trap to EL2 and every
@@ -44,10 +46,15 @@ PREFIX = f"PMUPROBE/{FORMAT_VERSION}"
 UART_VIRT = 0x09000000  #: QEMU virt's PL011 (hw/arm/virt.c memmap VIRT_UART)
 PSCI_SYSTEM_OFF = 0x84000008  #: Arm DEN0022 PSCI SYSTEM_OFF (SMC32)
 TEXT_OFFSET = 0x80000
-CFG_UART, CFG_SEMI = 0x40, 0x48  #: file offsets of the configuration words
+CFG_UART, CFG_SEMI, CFG_GIC = 0x40, 0x48, 0x50  #: file offsets of the configuration words
+#: QEMU virt's GICv2 distributor GICD_ISPENDR0 (hw/arm/virt.c VIRT_GIC_DIST 0x08000000;
+#: GICv2 §4.3.7): bit 23 is the pending state of PPI 23, the PMU interrupt (level-sensitive,
+#: so pending while the PMU asserts it)
+GICD_ISPENDR0_VIRT = 0x08000200
+PMU_PPI = 23
 
 # The hypercall ABI between the EL1 part and the EL2 monitor (x0 = function).
-FN_READ, FN_WRITE, FN_TRAPQ, FN_WORK = 1, 2, 3, 4
+FN_READ, FN_WRITE, FN_TRAPQ, FN_WORK, FN_IRQ = 1, 2, 3, 4, 5
 WORK_ITERATIONS = 1000  #: loop iterations of a "work" op (EL2 monitor and EL1/EL0 code)
 
 # Writable data, after the code (page aligned so stores never share a page with code).
@@ -91,9 +98,11 @@ class ProbeImage:
     def begin_line(self) -> str:
         return f"{PREFIX} BEGIN {self.params.text()} digest={self.digest}"
 
-    def with_console(self, uart: int | None, semihosting: bool) -> bytes:
-        """The image bytes with the console configuration words patched."""
+    def with_console(self, uart: int | None, semihosting: bool,
+                     gic_ispendr: int | None = GICD_ISPENDR0_VIRT) -> bytes:
+        """The image bytes with the console (and interrupt controller) words patched."""
         b = bytearray(self.code)
+        b[CFG_GIC:CFG_GIC + 8] = struct.pack("<Q", gic_ispendr or 0)
         b[CFG_UART:CFG_UART + 8] = struct.pack("<Q", uart or 0)
         b[CFG_SEMI:CFG_SEMI + 8] = struct.pack("<Q", 1 if semihosting else 0)
         return bytes(b)
@@ -128,7 +137,9 @@ def _op_asm(op: Op, opid: int, el2_index: dict[str, int], lbl: str) -> list[str]
             return [*out, *body]
         return [*out, f"adr x9, {lbl}_el0", "bl run_el0", f"b {lbl}_done", f"{lbl}_el0:",
                 *body, "svc #0", f"{lbl}_done:"]
-    if op.el == 2:
+    if op.kind == "irq":
+        out += [f"mov x0, #{FN_IRQ}", "hvc #0", "mov x1, x0"]
+    elif op.el == 2:
         idx = el2_index[op.reg]
         if op.kind == "r":
             out += [f"mov x0, #{FN_READ}", f"mov x1, #{idx}", "hvc #0", "mov x1, x0"]
@@ -169,6 +180,7 @@ def _runtime(p: Params, el2_regs: tuple[str, ...], begin: str) -> str:
     a(".word 0")
     a(f"cfg_uart: .quad {UART_VIRT:#x}")
     a("cfg_semi: .quad 1")
+    a(f"cfg_gic: .quad {GICD_ISPENDR0_VIRT:#x}")
     if el2:
         a(f"""
 el2_entry:
@@ -248,6 +260,8 @@ el2_hvc:
     b.eq el2_trapq
     cmp x0, #{FN_WORK}
     b.eq el2_work
+    cmp x0, #{FN_IRQ}
+    b.eq el2_irq
     mov x0, #-1
     b el2_ret
 el2_read:
@@ -262,6 +276,15 @@ el2_trapq:
     adr x16, data_start
     ldr x0, [x16, #{D_EL2REC}]
     str xzr, [x16, #{D_EL2REC}]
+    b el2_ret
+el2_irq:                         // the PMU PPI's pending state in the GIC distributor
+    ldr x16, cfg_gic
+    mov x0, #-1
+    cbz x16, el2_ret
+    ldr w0, [x16]
+    lsr x0, x0, #{PMU_PPI}
+    mov x16, #1
+    and x0, x0, x16
     b el2_ret
 el2_work:
     mov x16, #{WORK_ITERATIONS}
@@ -296,6 +319,9 @@ el2_rd_tab:""")
 el1_entry:
     adr x1, data_start
     add sp, x1, #{STACK_TOP >> 12}, lsl #12
+    {"" if el2 else "mrs x0, CURRENTEL"}
+    {"" if el2 else "lsr x0, x0, #2"}
+    {"" if el2 else f"str x0, [x1, #{D_BOOTEL}]"}
     add x0, x1, #{EL0_STACK_TOP >> 12}, lsl #12
     msr SP_EL0, x0
     adr x0, vec_el1

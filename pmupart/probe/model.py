@@ -37,6 +37,7 @@ from pmupart.probe.image import (
     D_LOG,
     D_LOGPTR,
     DATA_SIZE,
+    FN_IRQ,
     FN_READ,
     FN_TRAPQ,
     FN_WORK,
@@ -181,6 +182,8 @@ class ProbeHypervisor:
             with pe.at_el(2):
                 pe.count(WORK_EVENTS)
             return 0
+        if fn == FN_IRQ:
+            return int(pe.pmuirq)
         return (1 << 64) - 1
 
 
@@ -257,6 +260,9 @@ def predict(image: ProbeImage, cpu: Any) -> dict[int, str]:
             with t.at(op.el) as c:
                 if op.kind == "work":
                     c.count(WORK_EVENTS)
+                    continue
+                if op.kind == "irq":  # the PE's PMUIRQ output (spec §7)
+                    out[ids[(pr.name, k)]] = format_result("v", int(c.pmuirq))
                     continue
                 acc = c.write(op.reg, op.value) if op.kind == "w" else c.read(op.reg)
             out[ids[(pr.name, k)]] = encode(op, acc)

@@ -169,3 +169,97 @@ def test_a_vcpu_without_pmu_reads_pmuver_zero() -> None:
     m = machine("cortex-a76", "cortex-a76")
     v = m.kvm.create_vm().create_vcpu(pmu=False)
     assert run(v, read("ID_AA64DFR0_EL1"))["acc"].value == 0x6
+
+
+# ----------------------------------------------- perf events of the emulated vPMU (§3.8, §3.9)
+INST = 0x08
+
+
+def test_perf_event_created_disabled_and_recreated_on_every_write() -> None:
+    """kvm_pmu_create_perf_event always creates the event, attr.disabled while the counter is
+    not enabled; every PMEVTYPER and counter write recreates it (kvm_pmu_set_counter_event_type,
+    kvm_pmu_set_pmc_value); kvm_pmu_reprogram_counter_mask enables the one it has."""
+    from pmupart.host.perf_event import EventState
+
+    def prog(g: Any, out: dict[str, Any]) -> None:
+        pmu = g.vcpu.pmu
+        g.write("PMEVTYPER0_EL0", INST)
+        out["after_type"] = (g.vcpu.stats.perf_events_created, pmu.perf[0].state)
+        g.write("PMEVCNTR0_EL0", 5)
+        out["after_cntr"] = (g.vcpu.stats.perf_events_created,
+                             g.vcpu.stats.perf_events_released)
+        ev = pmu.perf[0]
+        g.write("PMCNTENSET_EL0", 1)
+        g.write("PMCR_EL0", E)
+        out["enabled"] = (g.vcpu.stats.perf_events_created, pmu.perf[0] is ev, ev.state)
+    out = run(vcpu(machine("cortex-a76", "cortex-a76")), prog)
+    assert out["after_type"] == (1, EventState.OFF)
+    assert out["after_cntr"] == (2, 1)
+    created, same, state = out["enabled"]
+    assert created == 2 and same and state is not EventState.OFF
+
+
+def _timing(start: int, plan: list[int]) -> list[tuple[int, int]]:
+    out: dict[str, Any] = {"plan": plan}
+
+    def prog(g: Any, o: dict[str, Any]) -> None:
+        g.write("PMEVTYPER0_EL0", INST)
+        g.write("PMEVCNTR0_EL0", start)
+        g.write("PMCNTENSET_EL0", 1)
+        g.write("PMCR_EL0", E)
+        steps = []
+        for n in plan:
+            g.el = 0
+            g.count({"INST_RETIRED": n})
+            g.el = 1
+            steps.append((g.read("PMOVSSET_EL0").value & 1, g.read("PMEVCNTR0_EL0").value))
+            g.write("PMOVSCLR_EL0", 1)
+        o["steps"] = steps
+    v = vcpu(machine("cortex-a76", "cortex-a76"))
+    ex = v.run(lambda g: prog(g, out), cpu=0)
+    assert ex.reason == uapi.KVM_EXIT_SYSTEM_EVENT
+    return list(out["steps"])
+
+
+def test_overflow_rearm_follows_the_perf_count_not_the_guest_value() -> None:
+    """kvm_pmu_perf_overflow re-arms with compute_period(local64_read(&event->count)): a
+    counter first written to S = 1000 sets its flag at the wrap (2^32 - S events), then
+    again S events later, where the guest counter reads S and has not wrapped; after that the
+    perf count is 2^32, the period 0, and no flag ever comes again (the architecture would
+    set one at every wrap, 2^32 events apart)."""
+    s = 1000
+    steps = _timing(s, [(1 << 32) - s - 1, 1, s - 1, 1, 1 << 32, 1 << 32])
+    assert steps == [
+        (0, (1 << 32) - 1),
+        (1, 0),            # the wrap: right
+        (0, s - 1),
+        (1, s),            # S events after the wrap: upstream's early flag
+        (0, s),            # the real second wrap passes unflagged ...
+        (0, s),            # ... and so does every later one
+    ]
+
+
+def test_counter_at_zero_never_flags() -> None:
+    """compute_period(0) = 0: a counting perf event; __perf_event_overflow ignores its
+    interrupts, so a guest counter started at 0 wraps without an overflow flag."""
+    assert _timing(0, [(1 << 32) + 10]) == [(0, 10)]
+
+
+# ------------------------------------------------------------------- PMSELR (§3.10)
+@pytest.mark.parametrize("leaver", ["host", "partitioned"])
+def test_pmselr_is_zeroed_at_every_vcpu_load(leaver: str) -> None:
+    """__activate_traps_common writes PMSELR_EL0 = 0 at every vcpu_load: a SEL = 31 left in
+    hardware by the host or by a partitioned vCPU cannot make the next guest's PMXEVCNTR_EL0
+    UNDEFINED (31 >= N at EL1) instead of trapping to KVM."""
+    m = machine("cortex-a720", "cortex-a720", reserved_host_counters=2)
+    if leaver == "host":
+        m.host.cpus[0].pe.write_el2("PMSELR_EL0", 31)
+    else:
+        def part(g: Any, out: dict[str, Any]) -> None:
+            g.write("PMCNTENSET_EL0", 1)  # a trapped access: the partitioned vCPU owns its PMU
+            g.write("PMSELR_EL0", 31)
+        p = vcpu(m, partition=True)
+        run(p, part)
+        run(p, part)  # loaded with its state in hardware, then put
+    out = run(vcpu(m), read("PMXEVCNTR_EL0"))
+    assert out["acc"].outcome is Outcome.OK

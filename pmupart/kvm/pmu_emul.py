@@ -2,11 +2,12 @@
 
 Every guest PMU register access traps (MDCR_EL2.TPM/TPMCR, HPMN = the CPU's N) and is
 emulated against the virtual registers (:class:`~pmupart.kvm.vcpu_pmu.VcpuPmu`).  Each
-enabled guest counter is backed by a pinned host perf event on the vCPU thread
+programmed guest counter is backed by a pinned host perf event on the vCPU thread
 (``kvm_pmu_create_perf_event``: ``exclude_host``, ``exclude_hv``, EL0/EL1 exclusion from the
-guest's filter, 64-bit when the counter is, ``sample_period`` = the distance to the guest
-counter's overflow), so guest counters compete with host events and can be multiplexed or
-squeezed out.  The counter value is the stored register plus the perf event's count
+guest's filter, 64-bit when the counter is, ``sample_period`` from ``compute_period``), created
+*disabled* while the counter is not enabled and recreated on every event-type and counter
+write, so guest counters compete with host events and can be multiplexed or squeezed out.
+The counter value is the stored register plus the perf event's count
 (``kvm_pmu_get_pmc_value``); SW_INCR and CHAIN get no perf event and are emulated.
 """
 
@@ -72,15 +73,21 @@ class EmulatedPmu(VcpuPmu):
             and bool((self.implemented_mask() >> idx) & 1)
 
     def compute_period(self, idx: int, value: int) -> int:
-        """``compute_period``: the distance to the guest counter's overflow (a counter at 0
-        overflows after a full wrap)."""
-        mask = M64 if self.has_64bit_overflow(idx) else M32
-        return ((-value) & mask) or (mask + 1)
+        """``compute_period`` (pmu-emul.c): ``(-value)`` masked to 64 bits for a 64-bit counter
+        with 64-bit overflow (``kvm_pmc_is_64bit && kvm_pmc_has_64bit_overflow``), else to
+        32.  There is no case for 0: a counter at 0 gives ``sample_period`` 0, a counting
+        (non-sampling) perf event, whose overflows ``__perf_event_overflow`` ignores, so KVM
+        never hears of them (spec kernel-code-deltas §3.8)."""
+        wide = self.is_64bit(idx) and self.has_64bit_overflow(idx)
+        return (-value) & (M64 if wide else M32)
 
     def _create(self, idx: int) -> None:
-        """``kvm_pmu_create_perf_event``."""
+        """``kvm_pmu_create_perf_event``: stop the counter (``kvm_pmu_stop_counter``), then
+        create its perf event whether or not the counter is enabled, disabled when it is not
+        (``attr.disabled = !kvm_pmu_counter_is_enabled``); reprogramming enables it later
+        (spec kernel-code-deltas §3.9, §5.7)."""
         self._release(idx)
-        if not self._enabled(idx) or self.vm.arm_pmu is None:
+        if self.vm.arm_pmu is None:
             return
         typer = self.ccfiltr if idx == CYCLE_IDX else self.evtyper[idx]
         event = _CYCLES if idx == CYCLE_IDX else typer & self.evmask()
@@ -92,7 +99,7 @@ class EmulatedPmu(VcpuPmu):
         attr = PerfEventAttr(
             type=self.vm.arm_pmu.type, config=event, long=self.is_64bit(idx),
             exclude_user=bool(typer & EXCLUDE_EL0), exclude_kernel=bool(typer & EXCLUDE_EL1),
-            exclude_hv=True, exclude_host=True, pinned=True,
+            exclude_hv=True, exclude_host=True, pinned=True, disabled=not self._enabled(idx),
             sample_period=self.compute_period(idx, value))
         cpu = self.vcpu.cpu
         ev = self.host.perf_event_open(attr, cpu=-1, task=self.vcpu.task,
@@ -144,14 +151,19 @@ class EmulatedPmu(VcpuPmu):
         self.host.perf_event_enable_many(enable, charge_cpu=self.vcpu.cpu)
 
     def _overflow(self, ev: PerfEvent) -> None:
-        """``kvm_pmu_perf_overflow``: set the guest's overflow flag, chain, re-arm the period
-        for the next wrap and request the interrupt."""
+        """``kvm_pmu_perf_overflow``: set the guest's overflow flag, chain, re-arm and request
+        the interrupt.  The new period is ``compute_period`` of the perf event's own count
+        since it was created (``local64_read(&perf_event->count)``), not of the guest's
+        counter value: for a counter first written to S, the first callback comes at the
+        wrap, the second S events later (not 2^32), and when the count is a multiple of
+        2^32 the period is 0 and the event stops calling back (spec kernel-code-deltas
+        §3.8; the model's earlier re-arm from the guest value is gone)."""
         idx = next((i for i, e in self.perf.items() if e is ev), None)
         if idx is None:
             return
-        value = self.counter_value(idx)
-        ev.sample_period = self.compute_period(idx, value)
-        ev.period_left = ev.sample_period
+        count, _, _ = self.host.perf_event_read(ev)
+        ev.sample_period = self.compute_period(idx, count)
+        ev.period_left = ev.sample_period  # period_left = 0, then armpmu_start adds the period
         if ev.state is EventState.ACTIVE:
             ev.pmu.set_period(ev)
         self.ovs |= 1 << idx

@@ -58,6 +58,12 @@ def kvm_arch_vcpu_load(vcpu: VCPU, cpu: int) -> None:
     n = pmu.reprogram_el0(cpu, guest_context=True)  # kvm_vcpu_pmu_restore_guest
     vcpu.stats.loads += 1
     vcpu.stats.regs_swapped += n
+    # __activate_traps_common (hyp/include/hyp/switch.h, from kvm_vcpu_load_vhe) on a PMUv3
+    # system, for every vCPU: PMSELR_EL0 = 0, so that a SEL = 31 left by the host or another
+    # vCPU cannot make this guest's PMXEVCNTR_EL0 UNDEFINED at EL1 instead of trapping to EL2
+    # (spec kernel-code-deltas §3.10).  The backend's load runs after it (a partitioned
+    # vCPU's own PMSELR goes back to hardware there).
+    hc.pe.write_el2("PMSELR_EL0", 0)
     if vcpu.pmu is not None:
         vcpu.pmu.load(cpu)
     else:

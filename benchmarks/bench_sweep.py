@@ -139,7 +139,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster:
         execute(sweep_of(2 * args.workers, "1ms"), scheduler=cluster.scheduler_address,
                 batch=1)  # every worker imports pmupart
         t_start = time.perf_counter() - t0

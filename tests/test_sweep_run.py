@@ -155,7 +155,7 @@ def test_dask_kill_a_worker_mid_sweep_loses_nothing(tmp_path: Path) -> None:
     serial = execute(sw, workers=0)
     t0 = time.monotonic()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.CRITICAL) as cluster:
+                      dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster:
         before = _worker_pids(cluster)
         assert len(before) == 2
         killed: list[int] = []
@@ -233,3 +233,39 @@ def test_results_metadata_is_json(tmp_path: Path) -> None:
     meta = json.loads(pq.read_schema(p).metadata[b"pmupart.sweep"])
     assert meta["report"]["x"] == "reserved" and meta["fingerprint"] == sw.fingerprint()
     assert not math.isnan(meta["seed"])
+
+
+@pytest.mark.timeout(120)
+def test_sigint_then_resume_gives_the_undisturbed_table(tmp_path: Path) -> None:
+    """pmupart sweep interrupted by SIGINT exits 130 with its rows checkpointed; --resume
+    runs only the rest, and the table is the one an undisturbed run gives."""
+    import subprocess
+    import sys
+
+    text = tiny_text(duration="100ms").replace("seed = 7", "seed = 7\nbatch = 1")
+    sfile = tmp_path / "s.toml"
+    sfile.write_text(text, encoding="utf-8")
+    out = tmp_path / "s.parquet"
+    ck = Path(str(out) + ".ckpt.jsonl")
+    cmd = [sys.executable, "-m", "pmupart", "sweep", str(sfile), "--workers", "0", "-o",
+           str(out), "--no-plots", "--no-wall-time"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=TINY.parent.parent.parent)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ck.exists() and len(ck.read_text(encoding="utf-8").splitlines()) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and not out.exists()
+    kept = len(ck.read_text(encoding="utf-8").splitlines()) - 1
+    assert 2 <= kept < 12
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=60,
+                          cwd=TINY.parent.parent.parent)
+    assert done.returncode == 0, done.stderr
+    sw = load_sweep(sfile)
+    ref = write_parquet(execute(sw, workers=0), sw, tmp_path / "ref.parquet", wall_time=False)
+    assert out.read_bytes() == ref.read_bytes()
+    assert not ck.exists()

@@ -179,8 +179,9 @@ def _on_dask(job: Job, work: list[list[Point]], workers: int, scheduler: str | N
                 raise SweepRunError(f"cannot reach the Dask scheduler at {scheduler}: {e}"
                                     ) from None
         else:
+            # dashboard on any free port: another cluster may hold 8787
             cluster = dd.LocalCluster(n_workers=max(1, workers), threads_per_worker=1,
-                                   processes=True, dashboard_address=None,
+                                   processes=True, dashboard_address=":0",
                                    silence_logs=logging.ERROR)
             client = dd.Client(cluster)
         try:

@@ -102,7 +102,8 @@ def check(log_file: Path, vpmu: str | None, core: str, reserved: int, revision: 
     """Classify every outcome of a probe LOG: agree, implementation deviates (rule and spec
     section), CONSTRAINED UNPREDICTABLE (which policy), model deviates (must be none).
 
-    Exit status 0 when no outcome is classed "model deviates", 1 otherwise, 2 for bad input.
+    Exit status 0 when no outcome is classed "model deviates", 1 otherwise, 2 for bad input,
+    130 when interrupted.
     """
     from pmupart.cli import fail
     from pmupart.probe.check import check_on_pe, check_on_vpmu
@@ -122,15 +123,17 @@ def check(log_file: Path, vpmu: str | None, core: str, reserved: int, revision: 
     if img.digest != log.digest:
         fail(f"{log_file}: made by an image with digest {log.digest}; this pmupart builds "
              f"{img.digest} for {log.params.text()} (rebuild the image with this version)")
+    if vpmu is not None and log.params.mode != "guest":
+        fail("--vpmu checks a guest image (probe build --mode guest)")
     try:
         if vpmu is not None:
-            if log.params.mode != "guest":
-                fail("--vpmu checks a guest image (probe build --mode guest)")
             rep = check_on_vpmu(img, log, core, vpmu, reserved, revision)
         else:
             rep = check_on_pe(img, log)
     except (ProbeLogError, ValueError) as e:
         fail(f"{log_file}: {e}")
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)
     if as_json:
         click.echo(rep.to_json(), nl=False)
     else:
@@ -187,6 +190,8 @@ def run(mode: str, counters: int | None, hpmn: str | None, core: str, vpmu: str 
         fail(str(e))
     except RuntimeError as e:
         fail(str(e), code=1)
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)
     if output is None:
         click.echo(text, nl=False)
     else:

@@ -223,13 +223,7 @@ el2_cur_sync:                    // an exception at EL2 (a register the PE lacks
     mrs x16, S3_4_C5_C2_0        // ESR_EL2
     mov x17, #2
     lsl x17, x17, #60
-    orr x16, x16, x17
-    adr x17, data_start
-    str x16, [x17, #{D_EL2REC}]
-    mrs x16, S3_4_C4_C0_1
-    add x16, x16, #4
-    msr S3_4_C4_C0_1, x16
-    eret
+    b el2_record
 el2_low_sync:
     mrs x16, S3_4_C5_C2_0
     lsr x17, x16, #26
@@ -239,6 +233,7 @@ el2_low_sync:
     lsr x17, x17, #2
     lsl x17, x17, #62
     lsr x17, x17, #2
+el2_record:                      // x16 ESR_EL2, x17 the EL it came from in bits [61:60]
     orr x16, x16, x17
     adr x17, data_start
     str x16, [x17, #{D_EL2REC}]
@@ -363,17 +358,13 @@ el1_cur_sync:                    // an exception from EL1: record ESR_EL1 (from 
     mov x17, #1
     lsl x17, x17, #60
     orr x16, x16, x17
-    adr x17, data_start
-    str x16, [x17, #{D_EL1REC}]
-    mrs x16, ELR_EL1
-    add x16, x16, #4
-    msr ELR_EL1, x16
-    eret
+    b el1_record
 el1_low_sync:                    // from EL0: SVC returns to run_el0's caller; others recorded
     mrs x16, ESR_EL1
     lsr x17, x16, #26
     cmp x17, #0x15
     b.eq el0_back
+el1_record:                      // x16: ESR_EL1 with the EL it came from in bits [61:60]
     adr x17, data_start
     str x16, [x17, #{D_EL1REC}]
     mrs x16, ELR_EL1

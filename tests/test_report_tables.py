@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import pytest
@@ -196,3 +197,38 @@ def test_render_dumb_terminal_is_plain(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_rich_text_deterministic() -> None:
     assert format_overhead_rich(sample(), color=False) == format_overhead_rich(sample(),
                                                                                color=False)
+
+
+def test_register_rows_do_not_count_again_under_their_reason() -> None:
+    """A run's report has a reason row per exit kind and register rows that break the sysreg
+    one down: the by-reason table counts each exit once (kernel-code-deltas §5.10)."""
+    rep = OverheadReport(duration_ns=1_000_000, traps=(
+        TrapRow("vm0", "sysreg", 3, 3_000),
+        TrapRow("vm0", "sysreg", 2, 2_000, "PMCR_EL0"),
+        TrapRow("vm0", "sysreg", 1, 1_000, "PMSELR_EL0"),
+        TrapRow("vm0", "pmu_irq", 4, 400),
+    ))
+    text = format_overhead(rep)
+    (line,) = [ln for ln in text.splitlines() if re.match(r"\s+vm0\s+sysreg", ln)]
+    assert re.search(r"sysreg\s+3\s+3\.000 us", line), line
+    assert re.search(r"total\s+7\s+3\.400 us", text), text
+
+
+def test_run_report_text_and_json_count_exits_alike() -> None:
+    """The same run's text table and JSON report give one exit count."""
+    from pathlib import Path
+
+    from pmupart.scenario import load_scenario
+    from pmupart.sim import run_scenario
+    from pmupart.sim.summary import overhead, render
+
+    ex = Path(__file__).resolve().parent.parent / "examples" / "shared-6-counters.toml"
+    r = run_scenario(load_scenario(ex, overrides=['scenario.duration="10ms"']))
+    rep = overhead(r)
+    want = sum(t.count for t in rep.traps if not t.register)
+    assert want > 0
+    text = format_overhead(rep)
+    assert re.search(rf"total\s+{want:,}\s", text), text
+    doc = json.loads(render(r, "json"))
+    rows = doc["overhead"]["traps"]
+    assert sum(t["count"] for t in rows if not t["register"]) == want

@@ -274,8 +274,14 @@ class _Table:
 def _tables(report: OverheadReport) -> list[_Table]:
     tables = []
 
+    # A register row breaks down its reason's row (the same exits again), so it counts only
+    # where its party/reason has no row of its own: each exit once, as in --json's reason
+    # rows (spec kernel-code-deltas §5.10).
+    own = {(t.party, t.reason) for t in report.traps if not t.register}
     by_reason: dict[tuple[str, str], list[int]] = {}
     for t in report.traps:
+        if t.register and (t.party, t.reason) in own:
+            continue
         acc = by_reason.setdefault((t.party, t.reason), [0, 0])
         acc[0] += t.count
         acc[1] += t.el2_ns

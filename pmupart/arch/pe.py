@@ -244,6 +244,8 @@ class PE:
         self.num_counters = num_counters
         self.core = core
         self.policies = policies or Policies()
+        #: write_el2's outcome per register name: (register, a plain write)
+        self._el2_write_ok: dict[str, tuple[RegDef, bool]] = {}
         feats = set(self.pmuver.features)
         for flag, feat in ((fgt, "FEAT_FGT"), (fgt2, "FEAT_FGT2"), (hpmn0, "FEAT_HPMN0"),
                            (icntr, "FEAT_PMUv3_ICNTR"), (aarch32, "FEAT_AA32"),
@@ -806,10 +808,30 @@ class PE:
         return acc.value
 
     def write_el2(self, name: str, value: int) -> None:
-        """The hypervisor's MSR at EL2 (see :meth:`read_el2`)."""
-        reg = BY_NAME.get(name) or lookup(name)
-        check_value(reg, value)
+        """The hypervisor's MSR at EL2 (see :meth:`read_el2`).  The outcome of an EL2 access
+        depends only on the PE's fixed features (nothing traps from EL2), so it is computed
+        once per register."""
+        ok = self._el2_write_ok.get(name)
+        if ok is None:
+            reg = BY_NAME.get(name) or lookup(name)
+            old = self._el
+            self._el = 2
+            try:
+                fault, flags = self._check(reg, True)
+            finally:
+                self._el = old
+            ok = self._el2_write_ok[name] = (reg, fault is None and not flags)
+        reg, plain = ok
+        if value.__class__ is not int or not 0 <= value <= M64:
+            check_value(reg, value)
         old = self._el
+        if plain:
+            self._el = 2
+            try:
+                self._do_write(reg, value)
+            finally:
+                self._el = old
+            return
         self._el = 2
         try:
             acc = self._access(reg, True, value)
@@ -1048,8 +1070,9 @@ class PE:
         if self.policies.unknown_readback is UnknownReadback.ZERO and ev not in self.events \
                 and self.pmuver < PMUVer.V3P8 and not (ev <= 0x3F or 0x4000 <= ev <= 0x403F):
             v &= ~0xFFFF
-        self._evtyper[i] = v
-        self._invalidate()
+        if self._evtyper[i] != v:
+            self._evtyper[i] = v
+            self._invalidate()
 
     def _write_pmcr(self, value: int) -> None:
         """PMCR_EL0 (spec §3): writable E, X, DP, LC/D (AArch32), LP (p5), FZO (p7), FZS;
@@ -1160,9 +1183,10 @@ def _simple(attr: str, reg: str, invalidate: bool = False) -> tuple[
         return int(getattr(pe, attr))
 
     def wr(pe: PE, value: int) -> None:
-        setattr(pe, attr, value & BY_NAME[reg].feature_mask(pe.features))
-        if invalidate:
-            pe._invalidate()
+        new = value & _feature_mask(reg, pe.features)
+        if invalidate and getattr(pe, attr) != new:
+            pe._invalidate()  # the counting plans read it
+        setattr(pe, attr, new)
     return rd, wr
 
 
@@ -1188,8 +1212,10 @@ def _w_icntr(pe: PE, v: int) -> None:
 
 def _w_cnten(set_: bool) -> Callable[[PE, int], None]:
     def wr(pe: PE, v: int) -> None:
+        old = pe._cnten
         pe._bitmap_write("_cnten", v, set_)
-        pe._invalidate()
+        if pe._cnten != old:
+            pe._invalidate()
     return wr
 
 

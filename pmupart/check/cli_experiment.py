@@ -30,10 +30,16 @@ def experiment() -> None:
 @click.option("--seed", type=int, default=0, show_default=True,
               help="The scenarios' seed (they make no random choice, so it changes nothing "
                    "today; kept so a random workload can be added).")
+@click.option("--full", is_flag=True,
+              help="The published durations: 4 s of gzip, 60 s of SPECint, 30 s of stress-ng "
+                   "(overrides --scale).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs at once, in worker processes (same results).")
 @click.option("--markdown", is_flag=True, help="Print the comparison as a Markdown table.")
 @click.option("--details/--no-details", default=True, show_default=True,
               help="Also print what the model did in each run (traps, perf events, EL2 time).")
-def cover_letter_cmd(scale: float, seed: int, markdown: bool, details: bool) -> None:
+def cover_letter_cmd(scale: float, seed: int, full: bool, jobs: int, markdown: bool,
+                     details: bool) -> None:
     """The v1 cover letter's three measurements (spec kvm-partitioning §3), emulated vs
     partitioned vPMU on a 10-counter machine, next to the published figures.
 
@@ -41,8 +47,9 @@ def cover_letter_cmd(scale: float, seed: int, markdown: bool, details: bool) -> 
     Example:
       pmupart experiment cover-letter
       pmupart experiment cover-letter --scale 0.2 --markdown
+      pmupart experiment cover-letter --full --jobs 2
     """
-    from pmupart.check.cover_letter import cover_letter, format_runs
+    from pmupart.check.cover_letter import FULL_SCALES, cover_letter, format_runs
     from pmupart.report.experiment import format_comparison
 
     t0 = time.perf_counter()
@@ -50,7 +57,8 @@ def cover_letter_cmd(scale: float, seed: int, markdown: bool, details: bool) -> 
     def progress(what: str) -> None:
         click.echo(f"pmupart: running {what} ...", err=True)
 
-    rows, runs = cover_letter(scale=scale, seed=seed, progress=progress)
+    rows, runs = cover_letter(scale=scale, seed=seed, progress=progress,
+                              scales=FULL_SCALES if full else None, jobs=jobs)
     click.echo(format_comparison(rows, markdown=markdown), nl=False)
     if details:
         click.echo()

@@ -9,13 +9,15 @@ import click
 NOTES = """\
 Model: 2x Cortex-A720 (FEAT_FGT) with PMCR_EL0.N = 10, one 1-vCPU guest pinned to cpu0;
 emulated vPMU vs partitioned (reserved_host_counters = 0: the guest sees 10 counters + the
-cycle counter either way).  One set of costs for all runs: the KvmCosts/HostCosts defaults
-(docs/costs.md).  Work is scaled down (--scale 1: 0.1 s of gzip, 0.2 s of SPECint, 40 ms of
-stress-ng, simulated); model times are simulated ms, so compare the effects, not the times.
-sys time = guest kernel (EL1) work + all EL2 time on the VM's behalf; tick-accounted: EL2
-time under the guest's interrupt handlers goes to the interrupted context (system time only
-for the workload's kernel fraction), as a guest's `time` sees it.  Shares = EL2 time and
-guest work over elapsed time on the vCPU's CPU.  Where the model differs: docs/costs.md.
+cycle counter either way); per-task guest sessions, the task switched 100 times a second.
+One set of costs for all runs, none fitted to these figures (docs/costs.md gives each one's
+source or says it is an assumption).  Work is scaled down unless --full (--scale 1: 0.1 s of
+gzip, 0.2 s of SPECint, 40 ms of stress-ng, simulated); model times are simulated ms, so
+compare the effects: ratio = model / published (of the change; of the emulated / partitioned
+level for shares).  sys time = everything on the VM's behalf (guest kernel and EL2);
+tick-accounted: what the guest's `time` shows (time under its interrupt handlers goes to the
+interrupted context).  Shares as the host's mpstat shows them (host interrupts and the exits
+they cause are not %sys).  Where the model differs and why: docs/costs.md.
 """
 
 
@@ -26,7 +28,7 @@ def experiment() -> None:
 
 @experiment.command("cover-letter")
 @click.option("--scale", type=click.FloatRange(min=0.001), default=2.0, show_default=True,
-              help="Multiply the simulated work (2 runs in about 15 s).")
+              help="Multiply the simulated work (2 runs in about 20 s).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="The scenarios' seed (they make no random choice, so it changes nothing "
                    "today; kept so a random workload can be added).")

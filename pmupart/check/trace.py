@@ -166,7 +166,8 @@ class TraceRecorder:
             self._instant(int(data["cpu"]), "irq_exit", f"exit: host {data['reason']} IRQ", t,
                           {"vcpu": str(data["vcpu"])})
         elif kind == "guest_work":
-            self._instant(int(data["cpu"]), "guest_work", f"guest perf: {data['work']}", t,
+            self._instant(int(data["cpu"]), f"guest_{data['work']}",
+                          f"guest perf: {data['work']}", t,
                           {"vcpu": str(data["vcpu"]), "cycles": int(data["cycles"])})
         elif kind == "virq":
             self._instant(int(data["cpu"]), "virq", "vIRQ", t, {"vcpu": str(data["vcpu"])})

@@ -1,0 +1,157 @@
+"""Issue 13's mechanisms of sampling cost: each one happens, costs what docs/costs.md says,
+and shows in the overhead tables and the Perfetto trace; --full and --jobs are wired."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pmupart.check.cover_letter import (
+    FULL_SCALES,
+    GUEST_SWITCH_HZ,
+    IRQ_REASONS,
+    cover_letter,
+    run_one,
+    scenario,
+)
+from pmupart.check.trace import TraceRecorder
+from pmupart.sim.guest_perf import GuestKernelCosts, GuestPmuDriver
+from pmupart.sim.session import run_scenario
+from pmupart.sim.spec import PerfMode, PerfSession
+from pmupart.sim.summary import format_overhead, overhead
+
+
+class FakeCpu:
+    """A register surface that records accesses (no vCPU behind it)."""
+
+    def __init__(self) -> None:
+        self.el = 1
+        self.log: list[tuple[str, str]] = []
+        self.regs: dict[str, int] = {"PMCR_EL0": 6 << 11}
+
+    def read(self, name: str):  # type: ignore[no-untyped-def]
+        from pmupart.arch.pe import Access, Outcome
+        self.log.append(("R", name))
+        return Access(Outcome.OK, self.regs.get(name, 0))
+
+    def write(self, name: str, value: int):  # type: ignore[no-untyped-def]
+        from pmupart.arch.pe import Access, Outcome
+        self.log.append(("W", name))
+        self.regs[name] = value
+        return Access(Outcome.OK)
+
+
+def _driver(**kw: object) -> tuple[GuestPmuDriver, FakeCpu]:
+    d = GuestPmuDriver(PerfSession((0x11, 0x08, 0x04), scope="task:x"), **kw)  # type: ignore[arg-type]
+    cpu = FakeCpu()
+    d.started = True
+    d.num_counters = 6
+    d._schedule(cpu)
+    cpu.log.clear()
+    return d, cpu
+
+
+def test_context_switch_takes_every_event_off_and_back_between_pmu_disables() -> None:
+    d, cpu = _driver(ctx_switch_hz=100.0)
+    d.context_switch(cpu)
+    writes = [n for rw, n in cpu.log if rw == "W"]
+    # out: PMCR stop, per event CNTENCLR/INTENCLR/OVSCLR (armv8pmu_disable_event), PMCR start;
+    # in: PMCR stop, per event type/counter/INTENSET/CNTENSET, PMCR start
+    assert writes.count("PMCR_EL0") == 4
+    assert writes.count("PMCNTENCLR_EL0") == writes.count("PMOVSCLR_EL0") == 3
+    assert writes.count("PMCNTENSET_EL0") == 3
+    assert d.counter == {0: 31, 1: 0, 2: 1}  # the same counters as before
+    assert d.work.count["ctx_switch"] == 1
+    assert d.work.cycles["ctx_switch_kernel"] == 2 * GuestKernelCosts().context_switch
+
+
+def test_switches_follow_the_rate_over_ticks_and_only_for_per_task_sessions() -> None:
+    d, cpu = _driver(ctx_switch_hz=100.0, tick_hz=250)
+    for _ in range(250):  # one second of ticks
+        d.tick(cpu, 4_000_000)
+    assert d.work.count["ctx_switch"] == 100
+    whole = GuestPmuDriver(PerfSession((0x11,)), ctx_switch_hz=100.0)
+    assert whole.switches_per_tick == 0 and not whole.needs_tick()
+    with pytest.raises(ValueError, match="ctx_switch_hz"):
+        GuestPmuDriver(PerfSession((0x11,)), ctx_switch_hz=-1)
+
+
+def test_frequency_adaptation_stops_and_restarts_each_event_at_the_tick() -> None:
+    d = GuestPmuDriver(PerfSession((0x11, 0x08), mode=PerfMode.RECORD, freq=1000))
+    cpu = FakeCpu()
+    d.started = True
+    d.num_counters = 6
+    d._schedule(cpu)
+    cpu.log.clear()
+    d.tick(cpu, 4_000_000)
+    writes = [n for rw, n in cpu.log if rw == "W"]
+    assert writes.count("PMCR_EL0") == 2  # perf_pmu_disable / perf_pmu_enable once
+    for reg in ("PMCNTENCLR_EL0", "PMINTENCLR_EL1", "PMOVSCLR_EL0", "PMINTENSET_EL1",
+                "PMCNTENSET_EL0"):
+        assert writes.count(reg) == 2, reg
+    assert d.work.count["tick"] == 1
+
+
+@pytest.fixture(scope="module")
+def gzip_emulated() -> tuple[object, TraceRecorder]:
+    tr = TraceRecorder()
+    r = run_scenario(scenario("gzip", "emulated", 0.2), listeners=[tr.listener])
+    return r, tr
+
+
+def test_each_mechanism_shows_in_the_overhead_tables(gzip_emulated: tuple[object, object]
+                                                     ) -> None:
+    r, _ = gzip_emulated
+    rep = overhead(r)  # type: ignore[arg-type]
+    work = {g.work: g for g in rep.guest_work}
+    for kind in ("irq_entry", "sample", "tick", "ctx_switch", "ctx_switch_kernel"):
+        assert work[kind].count > 0, kind
+    c = GuestKernelCosts()
+    assert work["sample"].guest_ns == work["sample"].count * c.sample * 1000 // 3000
+    reasons = {t.reason for t in rep.traps}
+    assert {"sysreg", "irq", "vtimer", "pmu_irq"} <= reasons
+    text = format_overhead(rep)
+    assert "Guest kernel perf work" in text and "vtimer" in text
+    el2 = r.machine.host.stats.el2_ns  # type: ignore[attr-defined]
+    for reason in ("kvm_irq_exit", "host_timer_irq", "kvm_vgic_inject"):
+        assert el2[("vm0", reason)] > 0, reason
+
+
+def test_each_mechanism_shows_in_the_perfetto_trace(
+        gzip_emulated: tuple[object, TraceRecorder], tmp_path: Path) -> None:
+    r, tr = gzip_emulated
+    out = tmp_path / "t.json"
+    tr.write_trace(r, out)  # type: ignore[arg-type]
+    evs = json.loads(out.read_text(encoding="utf-8"))["traceEvents"]
+    names = {e.get("name", "") for e in evs if e.get("ph") == "i"}
+    assert "exit: host irq IRQ" in names and "exit: host vtimer IRQ" in names
+    for kind in ("sample", "tick", "irq_entry", "ctx_switch"):
+        assert f"guest perf: {kind}" in names, kind
+
+
+def test_mpstat_share_leaves_interrupt_context_out() -> None:
+    m = run_one("stress", "partitioned", 0.05)
+    irq = sum(m.el2_by_reason.get(r, 0) for r in IRQ_REASONS)
+    assert irq == m.irq_el2_ns > 0
+    assert m.host_kernel_share == pytest.approx(100.0 * (m.el2_ns - irq) / m.elapsed_ns)
+    assert m.host_irq_share > 0
+
+
+def test_full_is_the_published_durations() -> None:
+    g = scenario("gzip", "emulated", FULL_SCALES["gzip"])
+    assert g.workloads["gzip"].instructions == 4 * 3_000_000_000 * 2  # 4 s at CPI 0.5
+    assert scenario("stress", "emulated", FULL_SCALES["stress"]).duration_ns == 30 * 10**9
+    s = scenario("spec", "emulated", FULL_SCALES["spec"])
+    assert s.workloads["specint"].instructions == int(60 * 3_000_000_000 / 0.8)
+    assert s.workloads["specint"].ctx_switch_hz == GUEST_SWITCH_HZ
+
+
+def test_jobs_give_the_same_results() -> None:
+    rows1, _ = cover_letter(scale=0.02)
+    rows2, _ = cover_letter(scale=0.02, jobs=2)
+    assert [(r.emulated, r.partitioned) for r in rows1] == \
+        [(r.emulated, r.partitioned) for r in rows2]
+    with pytest.raises(ValueError, match="jobs"):
+        cover_letter(scale=0.02, jobs=0)

@@ -88,8 +88,9 @@ def build(mode: str, output: Path, counters: int, hpmn: str | None, uart: str,
                                                            path_type=Path))
 @click.option("--vpmu", type=click.Choice(["emulated", "partitioned"]), default=None,
               help="Guest image: the expectation is this vPMU of the model's KVM.")
-@click.option("--core", default="cortex-a76", show_default=True,
-              help="With --vpmu: the host's catalogue core.")
+@click.option("--core", default=None,
+              help="With --vpmu: the host's catalogue core [default: the core the log's "
+                   "MIDR_EL1 names].")
 @click.option("--reserved", type=int, default=2, show_default=True,
               help="With --vpmu: arm_pmuv3.reserved_host_counters.")
 @click.option("--revision", default=None,
@@ -97,7 +98,8 @@ def build(mode: str, output: Path, counters: int, hpmn: str | None, uart: str,
                    "default: the model's default).")
 @click.option("--json", "as_json", is_flag=True, help="Machine output, with a summary object.")
 @click.option("--all", "show_all", is_flag=True, help="List agreeing outcomes too.")
-def check(log_file: Path, vpmu: str | None, core: str, reserved: int, revision: str | None,
+def check(log_file: Path, vpmu: str | None, core: str | None, reserved: int,
+          revision: str | None,
           as_json: bool, show_all: bool) -> None:
     """Classify every outcome of a probe LOG: agree, implementation deviates (rule and spec
     section), CONSTRAINED UNPREDICTABLE (which policy), model deviates (must be none).
@@ -127,7 +129,7 @@ def check(log_file: Path, vpmu: str | None, core: str, reserved: int, revision: 
         fail("--vpmu checks a guest image (probe build --mode guest)")
     try:
         if vpmu is not None:
-            rep = check_on_vpmu(img, log, core, vpmu, reserved, revision)
+            rep = check_on_vpmu(img, log, core or _core_of(log.ids), vpmu, reserved, revision)
         else:
             rep = check_on_pe(img, log)
     except (ProbeLogError, ValueError) as e:
@@ -139,6 +141,18 @@ def check(log_file: Path, vpmu: str | None, core: str, reserved: int, revision: 
     else:
         click.echo(rep.render(show_all), nl=False)
     sys.exit(1 if rep.summary["model"] else 0)
+
+
+def _core_of(ids: dict[str, int]) -> str:
+    """The catalogue core whose MIDR_EL1 implementer and part number the log shows."""
+    from pmupart.arch.cores import CORES
+    from pmupart.cli import fail
+
+    midr = ids.get("MIDR_EL1", 0)
+    for c in CORES.values():
+        if (c.midr & 0xFF00FFF0) == (midr & 0xFF00FFF0):
+            return c.name
+    fail(f"MIDR_EL1 {midr:#x} names no catalogue core (pmupart cores); give --core")
 
 
 @probe.command("run")

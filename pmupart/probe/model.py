@@ -187,6 +187,14 @@ class ProbeHypervisor:
         return (1 << 64) - 1
 
 
+def monitor_boot(pe: PE) -> None:
+    """What the image's EL2 monitor programs before it drops to EL1: HCR_EL2 = RW only (so
+    E2H and TGE are 0) and MDCR_EL2.HPMN = N with no traps (as Linux's
+    ``__init_el2_debug``, spec §2)."""
+    pe.write_el2("HCR_EL2", 1 << 31)
+    pe.write_el2("MDCR_EL2", pe.num_counters)
+
+
 def _results_from_memory(image: ProbeImage, mem: Callable[[int, int], bytes]) -> ProbeLog:
     data = LOAD_BASE + image.data
     n = int.from_bytes(mem(data + D_LOGPTR, 8), "little")
@@ -204,6 +212,8 @@ def _program(image: ProbeImage, hyp: Any) -> AArch64Program:
 
 def run_image_on_pe(image: ProbeImage, pe: PE) -> ProbeLog:
     """Run the image's EL1 part on ``pe`` under the runner; the EL2 monitor is Python."""
+    if image.params.mode == "el2":
+        monitor_boot(pe)
     prog = _program(image, ProbeHypervisor(pe, image.el2_regs))
     res = prog(pe)
     if res.mem is None:  # pragma: no cover - the runner always gives memory access
@@ -252,6 +262,8 @@ class _Target:
 def predict(image: ProbeImage, cpu: Any) -> dict[int, str]:
     """Apply every op of the catalogue to ``cpu`` (a PE, or a KVM guest CPU for a guest
     image) and return what the image must report, by opid."""
+    if image.params.mode == "el2" and isinstance(cpu, PE):
+        monitor_boot(cpu)
     t = _Target(cpu)
     out: dict[int, str] = {}
     ids = {(o.probe.name, o.index): o.opid for o in outcomes(image.probes)}

@@ -1,7 +1,22 @@
 """The ``pmupart`` command line.
 
-Reports go to stdout, diagnostics to stderr; exit codes: 0 success, 1 the model found
-a problem (a failed check), 2 bad input (usage, unknown names, malformed files).
+Reports go to stdout, diagnostics to stderr.  Every command exits with one of these codes
+(the same table is in the README):
+
+====  =====================================================================================
+code  meaning
+====  =====================================================================================
+0     success
+1     the model found a problem: an invariant violation (``check``; ``run`` too, after
+      printing its report with the problem said before the counts), a finding reproduced
+2     bad input: usage, unknown names, malformed or unreadable files, output paths that
+      cannot be written; the message names the file:line: field or the option
+3     the user's guest program (a scenario's ``program``, ``exec``) raised: its traceback
+      is shown, since it is the user's code
+70    internal error: a bug in pmupart (the traceback is shown; please report it)
+130   interrupted (Ctrl-C); no partial output file is left behind
+====  =====================================================================================
+
 Subcommand modules are imported lazily so ``pmupart --help`` stays fast.
 """
 
@@ -13,6 +28,44 @@ from typing import NoReturn
 import click
 
 from pmupart import __version__
+
+EXIT_OK, EXIT_PROBLEM, EXIT_BAD_INPUT, EXIT_GUEST_PROGRAM = 0, 1, 2, 3
+EXIT_INTERNAL, EXIT_INTERRUPTED = 70, 130
+
+
+class _Main(click.Group):
+    """The command group, with one exit-code policy for every command (the table above):
+    bad input that escapes a command is exit 2 with its message, the user's guest program
+    raising is exit 3 with its traceback, Ctrl-C is 130, anything else is a bug (70)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from pmupart.errors import GuestProgramError, PmupartError
+
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("pmupart: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except GuestProgramError as e:
+            click.echo(e.user_traceback(), err=True, nl=False)
+            click.echo(f"pmupart: error: {e}", err=True)
+            sys.exit(EXIT_GUEST_PROGRAM)
+        except PmupartError as e:
+            fail(str(e))
+        except OSError as e:
+            where = f" {e.filename!r}" if e.filename else ""
+            fail(f"cannot access{where}: {e.strerror or e}")
+        except RecursionError:
+            fail("input nested too deeply")
+        except Exception:
+            import traceback
+
+            click.echo(traceback.format_exc(), err=True, nl=False)
+            click.echo("pmupart: internal error (a bug in pmupart; the traceback is above)",
+                       err=True)
+            sys.exit(EXIT_INTERNAL)
 
 
 def fail(msg: str, code: int = 2) -> NoReturn:
@@ -28,7 +81,7 @@ def _parse_int(text: str, what: str) -> int:
         fail(f"{what} must be an integer (decimal, 0x hex or 0b binary), not {text!r}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pmupart")
 def main() -> None:
     """pmupart: what happens to every Arm PMU counter when KVM partitions the PMU."""

@@ -77,7 +77,7 @@ def render_cores(as_json: bool = False) -> str:
                    f"{'yes' if r['hpmn0'] else 'no':<5} {'yes' if r['icntr'] else 'no':<5} "
                    f"{'yes' if r['confirmed'] else 'NO'}")
     out.append("")
-    out.append("Assumptions (values not confirmed by the sources in spec/cores.md):")
+    out.append("Assumptions (values the cores' TRMs and the kernel's PMU drivers do not confirm):")
     for c in CORES.values():
         for a in c.assumptions:
             out.append(f"  {c.name}: {a}")

@@ -9,6 +9,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+#: How to install the ``guest`` extra (unicorn, for AArch64 guest programs): an editable
+#: install from a checkout, or the package from an index.
+GUEST_EXTRA_HINT = ("install the guest extra: pip install -e '.[guest]' in a pmupart checkout, "
+                    "pip install 'pmupart[guest]' otherwise")
+
 
 class PmupartError(Exception):
     """Base class of every error pmupart raises on purpose."""
@@ -27,6 +32,28 @@ class InputError(PmupartError, ValueError):
         self.msg = msg
         where = f"{path}:{line}" if line else path
         super().__init__(f"{where}: {field}: {msg}" if field else f"{where}: {msg}")
+
+
+class GuestProgramError(PmupartError):
+    """The user's guest program raised: ``who`` ran it (``vm0:vcpu0``), ``program`` names it
+    and ``error`` is what it raised (its traceback is the user's, shown as is)."""
+
+    def __init__(self, who: str, program: str, error: BaseException) -> None:
+        self.who = who
+        self.program = program
+        self.error = error
+        super().__init__(f"the guest program {program} raised on {who}: "
+                         f"{type(error).__name__}: {error}")
+
+    def user_traceback(self) -> str:
+        """The program's traceback, from its own frames on (pmupart's frames dropped)."""
+        import traceback
+
+        tb = self.error.__traceback__
+        while tb is not None and "/pmupart/" in tb.tb_frame.f_code.co_filename.replace(
+                "\\", "/") and not tb.tb_frame.f_code.co_filename.endswith("programs.py"):
+            tb = tb.tb_next
+        return "".join(traceback.format_exception(type(self.error), self.error, tb))
 
 
 class SysregTableError(PmupartError):

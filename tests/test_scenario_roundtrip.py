@@ -159,6 +159,9 @@ pmu = false
 name = "vm2"
 set_pmu = 11
 
+[host]
+perf_event_max_sample_rate = 50000
+
 [[host.task]]
 name = "build"
 count = 3

@@ -1,6 +1,8 @@
 """The core catalogue: real Arm cores keyed by their Linux perf PMU name.
 
-Facts come from ``spec/cores.md`` (§4.2 per-core table, with its sources).  A value
+Facts come from each core's Technical Reference Manual (PMCR_EL0.N, PMUVer, FEAT_FGT,
+FEAT_HPMN0) and the kernel's PMU driver and device trees (``drivers/perf/arm_pmuv3.c``,
+``arch/arm64/boot/dts``) for the perf names.  A value
 that table marks UNCONFIRMED is stored with ``confirmed=False`` and the reason in
 ``assumptions``; ``pmupart cores`` shows it as such.  Per-core cost parameters (CPI,
 frequency, exception costs) are *model parameters*, not measurements: they are

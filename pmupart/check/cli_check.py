@@ -11,13 +11,13 @@ import sys
 import click
 
 from pmupart.cli import fail
-from pmupart.errors import PmupartError
-from pmupart.sim.cli_run import load_for_cli
+from pmupart.errors import GuestProgramError, PmupartError
+from pmupart.sim.cli_run import SEED, load_for_cli
 
 
 @click.command("check")
 @click.argument("scenario", type=click.Path(dir_okay=False))
-@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+@click.option("--seed", type=SEED, default=None, help="Override the scenario's seed.")
 @click.option("--duration", default=None, help="Override the simulated duration (2s, 250ms).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a scenario field, as pmupart run --set.")
@@ -42,6 +42,8 @@ def check(scenario: str, seed: int | None, duration: str | None, overrides: tupl
     checker = Checker(max_reports=max_reports)
     try:
         result = run_scenario(spec, listeners=[checker.listener])
+    except GuestProgramError:
+        raise  # the user's program: exit 3 with its traceback (pmupart.cli)
     except (PmupartError, ValueError) as e:
         fail(f"{scenario}: {e}")
     checker.finish(result)

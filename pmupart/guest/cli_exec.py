@@ -40,7 +40,8 @@ def exec_cmd(program: Path, core: str, vpmu: str, reserved: int, precise: bool,
 
         from pmupart.guest.aarch64 import AArch64Program, AsmError, GuestError, RunResult
     except ImportError as e:
-        fail(f"pmupart exec needs the AArch64 emulator: pip install 'pmupart[guest]' ({e})")
+        from pmupart.errors import GUEST_EXTRA_HINT
+        fail(f"pmupart exec needs the AArch64 emulator: {GUEST_EXTRA_HINT} ({e})")
 
     try:
         prog = AArch64Program.from_asm(program.read_text(), precise=precise,

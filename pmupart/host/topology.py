@@ -578,7 +578,8 @@ def _presets() -> dict[str, Topology]:
     return {p.name: p for p in ps}
 
 
-#: Real SoC and server layouts from ``spec/cores.md`` §4.4, plus small synthetic ones.
+#: Real SoC and server layouts (from their device trees in the kernel's arch/arm64/boot/dts
+#: and the vendors' published core counts), plus small synthetic ones.
 PRESETS: dict[str, Topology] = _presets()
 
 

@@ -17,7 +17,7 @@ Output is deterministic: metadata first (by pid, tid), then events by timestamp 
 tie-break (slices before counters, instants and flows; longer slices first; then the order
 they were added), and flow ids are allocated in call order.
 
-Suggested mapping for pmupart runs (``spec/style-and-ecosystem.md`` §2.3): one process per
+Suggested mapping for pmupart runs (as Perfetto's own CPU tracks do): one process per
 physical CPU named ``cpu4 (armv8_cortex_a76)``, threads ``host`` / ``vm0:vcpu1``, slices for
 who runs, counter tracks for each PMU counter, ``MDCR_EL2.HPMN`` and ownership, instants for
 traps, overflows, interrupts and migrations, flows linking a vCPU across migrations.

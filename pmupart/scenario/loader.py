@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import tomllib
 import types
@@ -372,11 +373,46 @@ def _load_data(data: dict[str, Any], text: str | None, source: str,
                                      field_path(loc), msg)
         return ScenarioError(source, line_of(text, loc, index), field_path(loc), msg)
 
+    bad = _first_bad_value(data)
+    if bad is not None:
+        raise error(*bad)
     try:
         f = S.ScenarioFile.model_validate(data)
     except ValidationError as e:
         raise error(*first_validation_error(e, text, index)) from None
     return _Builder(f, source, error, base_dir).build()
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_NAME_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _first_bad_value(data: Any, loc: Loc = ()) -> tuple[Loc, str] | None:
+    """The first value no field accepts, whatever its type: a float that is not finite
+    (``nan``, ``inf``: TOML allows them), a NUL or control character in a string or a key
+    (names end up in reports, traces and CSV), a tab or newline in a name."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return loc, f"expected a finite number, found {data!r}"
+    if isinstance(data, str):
+        rx = _NAME_CONTROL if loc and loc[-1] == "name" else _CONTROL
+        m = rx.search(data)
+        if m:
+            return loc, (f"expected printable text, found a control character "
+                         f"{m.group()!r} in {data!r}")
+        return None
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if isinstance(k, str) and _NAME_CONTROL.search(k):
+                return (*loc, k), f"expected a printable key, found {k!r}"
+            found = _first_bad_value(v, (*loc, k))
+            if found is not None:
+                return found
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            found = _first_bad_value(v, (*loc, i))
+            if found is not None:
+                return found
+    return None
 
 
 # ---------------------------------------------------------------------- meaning
@@ -481,6 +517,13 @@ class _Builder:
                 for mm in _TOPOLOGY_FIELD.finditer(e.field):
                     loc.append(int(mm.group(2)) if mm.group(2) is not None else mm.group(1))
                 self.fail(tuple(loc), e.msg)
+        r = m.reserved_host_counters
+        if r is not None and r >= 0:
+            for pmu in sorted(self.topology.pmus(), key=lambda x: (x.num_counters, x.name)):
+                if r > pmu.num_counters:
+                    self.fail(("machine", "reserved_host_counters"), f"expected at most "
+                              f"{pmu.num_counters} (PMU {pmu.name} has {pmu.num_counters} "
+                              f"counters: PMCR_EL0.N), found {r}")
         mux_ns = self.duration(("machine", "mux_interval"), m.mux_interval)
         if mux_ns % 1_000_000:
             self.fail(("machine", "mux_interval"), "expected whole milliseconds (the kernel's "
@@ -612,6 +655,18 @@ class _Builder:
             p = Path(ref) if Path(ref).is_absolute() else base / ref
             if not p.is_file():
                 self.fail(loc, f"expected an AArch64 assembly file, found no file {str(p)!r}")
+            try:
+                p.read_text(encoding="utf-8")
+            except UnicodeDecodeError as e:
+                self.fail(loc, f"expected UTF-8 assembly text in {str(p)!r}, found {e.reason} "
+                          f"at byte {e.start}")
+            except OSError as e:
+                self.fail(loc, f"cannot read {str(p)!r}: {e.strerror or e}")
+            import importlib.util
+            if importlib.util.find_spec("unicorn") is None:
+                from pmupart.errors import GUEST_EXTRA_HINT
+                self.fail(loc, f"an AArch64 guest program needs the emulator: "
+                          f"{GUEST_EXTRA_HINT}")
             return str(p)
         mod, _, attr = ref.partition(":")
         if not mod or not attr:
@@ -619,11 +674,20 @@ class _Builder:
         try:
             import importlib
             obj = getattr(importlib.import_module(mod), attr, None)
-        except ImportError as e:
-            self.fail(loc, f"expected an importable module, found {mod!r} ({e})")
+        except Exception as e:  # the user's module: ImportError, or anything it raises
+            self.fail(loc, f"expected an importable module, found {mod!r} "
+                      f"({type(e).__name__}: {e})")
         if not callable(obj):
             self.fail(loc, f"expected {attr!r} in {mod!r} to be a guest program (a callable "
                       f"taking the guest CPU), found {obj!r}")
+        import inspect
+        try:
+            inspect.signature(obj).bind(object())
+        except TypeError as e:
+            self.fail(loc, f"expected {attr!r} in {mod!r} to take one argument (the guest "
+                      f"CPU), found a callable that cannot: {e}")
+        except ValueError:
+            pass  # no signature to inspect (a builtin): it is called as it is
         return ref
 
     def workload_ref(self, loc: Loc, name: str, defined: Mapping[str, Workload]) -> str:
@@ -642,6 +706,17 @@ class _Builder:
                           "-F) or 'period' (events per sample, as -c); found neither")
             if p.freq is not None and p.period is not None:
                 self.fail((*loc, "period"), "expected one of 'freq' or 'period', found both")
+            from pmupart.sim.limits import MIN_PERIOD
+            rate = self.f.host.perf_event_max_sample_rate
+            if p.freq is not None and p.freq > rate:
+                # perf_event_open() refuses it with EINVAL (kernel/events/core.c)
+                self.fail((*loc, "freq"), f"expected at most perf_event_max_sample_rate = "
+                          f"{rate} samples per second (as perf_event_open refuses more; "
+                          f"[host] perf_event_max_sample_rate sets it), found {p.freq}")
+            if p.period is not None and p.period < MIN_PERIOD:
+                self.fail((*loc, "period"), f"expected a period of at least {MIN_PERIOD} "
+                          f"events (every sample is simulated; smaller periods take hours), "
+                          f"found {p.period}")
         else:
             for k in ("freq", "period"):
                 if getattr(p, k) is not None:

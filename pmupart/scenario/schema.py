@@ -162,6 +162,7 @@ class HostTaskTable(_Strict):
 
 
 class HostTable(_Strict):
+    perf_event_max_sample_rate: int = Field(default=100_000, ge=1, le=(1 << 31) - 1)
     task: list[HostTaskTable] = Field(default_factory=list)
     perf: list[HostPerfTable] = Field(default_factory=list)
     costs: HostCostsTable = Field(default_factory=HostCostsTable)  # type: ignore[valid-type]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Callable
 
 import click
 
 from pmupart.cli import fail
-from pmupart.errors import PmupartError
+from pmupart.errors import GuestProgramError, PmupartError
 from pmupart.sim.spec import ScenarioSpec
 
 
@@ -21,15 +22,65 @@ def load_for_cli(scenario: str, *, seed: int | None, duration: str | None,
 
     try:
         spec = load_scenario(scenario, overrides=overrides)
-        if seed is not None:
-            spec = dataclasses.replace(spec, seed=seed)
-        if duration is not None:
-            spec = dataclasses.replace(spec, duration_ns=parse_duration(duration))
     except FileNotFoundError:
         fail(f"no such scenario file: {scenario}")
     except (PmupartError, ValueError) as e:
         fail(str(e))
+    if seed is not None:
+        spec = dataclasses.replace(spec, seed=seed)
+    if duration is not None:
+        try:
+            ns = parse_duration(duration)
+        except ValueError as e:
+            fail(f"--duration: {e}")
+        if ns <= 0:
+            fail(f"--duration: expected a duration above zero, found {duration!r}")
+        spec = dataclasses.replace(spec, duration_ns=ns)
+    from pmupart.sim.limits import check_sizes
+
+    for w in check_sizes(spec):
+        click.echo(f"pmupart: warning: {w}", err=True)
     return spec
+
+
+#: ``--seed``: the scenario format's rule (an integer >= 0, below 2^64)
+SEED = click.IntRange(0, (1 << 64) - 1)
+
+
+def check_output_path(path: str, option: str) -> None:
+    """Refuse an output path that cannot be written, before any simulation runs."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not path or path.strip() != path or "\0" in path:
+        fail(f"{option}: expected a file name, found {path!r}")
+    if p.is_dir():
+        fail(f"{option}: {path} is a directory, expected a file name")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        fail(f"{option}: cannot write {path}: no such directory {str(parent)!r}")
+    import os
+
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        fail(f"{option}: cannot write {path}: permission denied")
+
+
+def write_atomically(path: str, option: str, write: Callable[[str], object]) -> None:
+    """``write(tmp)`` then rename to ``path``: a failed or interrupted write leaves nothing
+    behind; a write error is a clear error (exit 2)."""
+    import os
+    from pathlib import Path
+
+    p = Path(path)
+    tmp = str(p.with_name(f".{p.name}.pmupart-tmp-{os.getpid()}"))
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        fail(f"{option}: cannot write {path}: {e.strerror or e}")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def parse_duration(text: str) -> int:
@@ -41,7 +92,7 @@ def parse_duration(text: str) -> int:
 
 @click.command("run")
 @click.argument("scenario", type=click.Path(dir_okay=False))
-@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+@click.option("--seed", type=SEED, default=None, help="Override the scenario's seed.")
 @click.option("--duration", default=None, help="Override the simulated duration (2s, 250ms).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a scenario field: kvm.hpmn_source=vm-pmu, vm[0].nr_counters=2 "
@@ -71,6 +122,15 @@ def run(scenario: str, seed: int | None, duration: str | None, overrides: tuple[
     from pmupart.sim.session import run_scenario
     from pmupart.sim.summary import render
 
+    if sep is not None and (sep == "" or any(ord(c) < 32 for c in sep)):
+        fail(f"-x/--field-separator: expected a separator such as ',' or ';', found {sep!r}")
+    if sep is not None and as_json:
+        fail("--json and -x/--field-separator: choose one output format")
+    for path, option in ((trace, "--trace"), (plot, "--plot")):
+        if path is not None:
+            check_output_path(path, option)
+    if trace is not None and trace == plot:
+        fail("--trace and --plot name the same file")
     spec = load_for_cli(scenario, seed=seed, duration=duration, overrides=overrides)
     listeners = []
     checker = None
@@ -91,14 +151,20 @@ def run(scenario: str, seed: int | None, duration: str | None, overrides: tuple[
     show = progress if progress is not None else sys.stderr.isatty()
     t0 = time.perf_counter()
     try:
-        if show:
+        if show and sys.stderr.isatty():
+            from rich.console import Console
             from rich.progress import Progress
-            with Progress(transient=True, console=None) as bar:
+            with Progress(transient=True, console=Console(stderr=True)) as bar:
                 task = bar.add_task("simulating", total=spec.duration_ns)
                 result = run_scenario(spec, listeners=listeners, fast_forward=fast_forward,
                                       progress=lambda t: bar.update(task, completed=t))
+        elif show:  # off a terminal: a short status line at intervals
+            result = run_scenario(spec, listeners=listeners, fast_forward=fast_forward,
+                                  progress=status_lines(spec.duration_ns, t0))
         else:
             result = run_scenario(spec, listeners=listeners, fast_forward=fast_forward)
+    except GuestProgramError:
+        raise  # the user's program: exit 3 with its traceback (pmupart.cli)
     except (PmupartError, ValueError) as e:
         fail(f"{scenario}: {e}")
     wall = time.perf_counter() - t0
@@ -120,13 +186,30 @@ def run(scenario: str, seed: int | None, duration: str | None, overrides: tuple[
                f"({spec.duration_ns / 1e9 / max(wall, 1e-9):.1f} simulated s per wall s)",
                err=True)
     if tracer is not None:
+        rec = tracer
         if trace:
-            tracer.write_trace(result, trace)
+            write_atomically(trace, "--trace", lambda tmp: rec.write_trace(result, tmp))
             click.echo(f"pmupart: trace written to {trace}", err=True)
         if plot:
-            tracer.write_plot(result, plot)
+            write_atomically(plot, "--plot", lambda tmp: rec.write_plot(result, tmp))
             click.echo(f"pmupart: plot written to {plot}", err=True)
     if flagged is not None:
         # Exit 1: the model found a problem (the README's exit-code table).
         click.echo(f"pmupart: the checker flagged this run's counts: {flagged}", err=True)
         sys.exit(1)
+
+
+def status_lines(total_ns: int, t0: float, every_s: float = 5.0) -> Callable[[int], None]:
+    """A progress callback for stderr off a terminal: one short line at most every
+    ``every_s`` seconds of wall time."""
+    last = [t0]
+
+    def show(t_ns: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] < every_s:
+            return
+        last[0] = now
+        click.echo(f"pmupart: simulated {t_ns / 1e9:.3f} of {total_ns / 1e9:.3f} s "
+                   f"({100 * t_ns / max(1, total_ns):.0f}%) in {now - t0:.0f} s", err=True)
+
+    return show

@@ -185,10 +185,14 @@ class Engine:
         heapq.heapify(heap)
         while True:
             barrier = min(next_global, end)
+            steps = 0
             while heap and heap[0][0] < barrier:
                 _, cpu = heapq.heappop(heap)
                 self._step(cpu, barrier)
                 heapq.heappush(heap, (self.host.cpus[cpu].now_ns, cpu))
+                steps += 1
+                if progress is not None and steps % 256 == 0:
+                    progress(min(heap[0][0], barrier))  # the slowest CPU's simulated time
             if barrier >= end:
                 break
             self._migrate(barrier)
@@ -289,7 +293,13 @@ class Engine:
         start = hc.now_ns
         ctx.program_ran = True
         self.emit("program_start", cpu=cpu, ctx=ctx.name, t=start)
-        ctx.program_result = ctx.program(ctx.guest)
+        try:
+            ctx.program_result = ctx.program(ctx.guest)
+        except Exception as e:  # the user's code: exit 3 with its traceback (cli.py)
+            from pmupart.errors import GuestProgramError
+
+            name = getattr(ctx.program, "__qualname__", None) or type(ctx.program).__name__
+            raise GuestProgramError(ctx.name, str(name), e) from e
         ctx.guest.el = 1
         ctx.cpu_ns += hc.now_ns - start
         self.rqs[cpu].busy_ns += hc.now_ns - start

@@ -1,0 +1,96 @@
+"""The exit-code table (README, pmupart/cli.py) and the checks before a run (issue 14)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from pmupart.cli import main
+
+EX = Path(__file__).resolve().parent.parent / "examples"
+HM = str(EX / "hetero-migration.toml")
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    r = CliRunner().invoke(main, list(args))
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_the_table_is_the_same_in_the_readme_and_the_cli_docstring() -> None:
+    import pmupart.cli as cli
+    readme = (EX.parent / "README.md").read_text(encoding="utf-8")
+    for code in (0, 1, 2, 3, 70, 130):
+        assert f"| {code} |" in readme
+        assert f"\n{code:<4}  " in (cli.__doc__ or "")
+
+
+def test_a_guest_program_that_raises_exits_3_with_its_traceback(tmp_path: Path) -> None:
+    (tmp_path / "userprog14.py").write_text("def boom(cpu):\n    return 1 / 0\n",
+                                            encoding="utf-8")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        code, out, err = run("run", HM, "--duration", "5ms", "--set",
+                             'vm[0].program="userprog14:boom"')
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert code == 3 and out == ""
+    assert "userprog14.py" in err and "ZeroDivisionError" in err
+    assert "the guest program boom raised on vm0:vcpu0" in err
+
+
+def test_output_paths_are_checked_before_the_run(tmp_path: Path) -> None:
+    code, _, err = run("run", HM, "--trace", str(tmp_path / "no" / "t.json"))
+    assert code == 2 and "--trace: cannot write" in err and "no such directory" in err
+    assert "simulated" not in err  # nothing ran
+    code, _, err = run("run", HM, "--plot", str(tmp_path), "--duration", "5ms")
+    assert code == 2 and "--plot" in err
+
+
+def test_option_errors_name_the_option() -> None:
+    for args, needle in ((("--seed", "-1"), "--seed"), (("-x", ""), "-x/--field-separator"),
+                         (("--json", "-x,"), "--json and -x"),
+                         (("--duration", "fast"), "--duration: expected a duration"),
+                         (("--duration", "0ms"), "--duration: expected a duration above zero")):
+        code, _, err = run("run", HM, *args)
+        assert code == 2 and needle in err, (args, err)
+
+
+def test_interrupt_exits_130_and_leaves_no_trace_file(tmp_path: Path) -> None:
+    out = tmp_path / "t.json"
+    p = subprocess.Popen([sys.executable, "-m", "pmupart", "run", HM, "--duration", "600s",
+                          "--no-fast-forward", "--trace", str(out)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(2.0)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130, err
+    assert b"pmupart: interrupted" in err and b"Traceback" not in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_record_faster_than_the_max_sample_rate_is_refused() -> None:
+    code, _, err = run("run", str(EX / "cover-letter-record.toml"), "--set",
+                       "vm[0].perf.freq=200000")
+    assert code == 2 and "perf_event_max_sample_rate = 100000" in err and "vm[0].perf.freq" in err
+    code, _, err = run("run", str(EX / "cover-letter-record.toml"), "--set",
+                       "vm[0].perf.freq=200000", "--set", "host.perf_event_max_sample_rate=300000",
+                       "--duration", "1ms")
+    assert code in (0, 1), err
+
+
+def test_a_long_run_is_warned_about_with_its_estimate() -> None:
+    import dataclasses
+
+    from pmupart.scenario import load_scenario
+    from pmupart.sim.limits import check_sizes
+    spec = load_scenario(EX / "cover-letter-record.toml")
+    assert check_sizes(spec) == []
+    long = dataclasses.replace(spec, duration_ns=3600 * 10**9)
+    (w,) = check_sizes(long)
+    assert "may take about" in w and "min of wall time" in w

@@ -325,28 +325,37 @@ def load_scenario(path: str | Path, *, overrides: Sequence[str] = ()) -> Scenari
     ``scenario.duration="200ms"``).  Raises :class:`ScenarioError`.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ScenarioError(str(p), 0, "", f"cannot read the scenario: {e.strerror or e}"
-                            ) from None
-    except UnicodeDecodeError as e:
-        raise ScenarioError(str(p), 0, "", f"not UTF-8 text: {e}") from None
+    text = read_input(p, ScenarioError, "the scenario")
     return load_scenario_text(text, source=str(p), overrides=overrides, base_dir=p.parent)
+
+
+def read_input(path: Path, error: type[InputError], what: str) -> str:
+    """The UTF-8 text of input file ``path``, or ``error`` saying why it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise error(str(path), 0, "", f"cannot read {what}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise error(str(path), 0, "", f"not UTF-8 text: {e}") from None
+
+
+def parse_toml(text: str, source: str, error: type[InputError]) -> dict[str, Any]:
+    """``text`` parsed, or ``error`` at the line ``tomllib`` names."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        msg = str(e)
+        m = re.search(r"\(at line (\d+), column \d+\)", msg)
+        line = int(m.group(1)) if m else 0
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
+        raise error(source, line, "", f"not valid TOML: {msg}") from None
 
 
 def load_scenario_text(text: str, source: str = "<text>", *, overrides: Sequence[str] = (),
                        base_dir: str | Path | None = None) -> ScenarioSpec:
     """Load and check scenario TOML ``text``; ``source`` names it in errors and in the spec.
     ``base_dir`` resolves a relative ``machine.file`` (default: the current directory)."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        msg = str(e)
-        m = re.search(r"\(at line (\d+), column \d+\)", msg)
-        line = int(m.group(1)) if m else 0
-        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
-        raise ScenarioError(source, line, "", f"not valid TOML: {msg}") from None
+    data = parse_toml(text, source, ScenarioError)
     return _load_data(data, text, source, overrides, Path(base_dir) if base_dir else None)
 
 

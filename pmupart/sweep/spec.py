@@ -35,6 +35,8 @@ from pmupart.scenario.loader import (
     first_validation_error,
     load_scenario_mapping,
     parse_override_path,
+    parse_toml,
+    read_input,
 )
 from pmupart.sweep import expr
 from pmupart.sweep import schema as S
@@ -172,27 +174,14 @@ def point_seed(sweep_seed: int, names: Sequence[str], values: Sequence[Any]) -> 
 def load_sweep(path: str | Path) -> Sweep:
     """Load and check the sweep file ``path``.  Raises :class:`SweepError`."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise SweepError(str(p), 0, "", f"cannot read the sweep file: {e.strerror or e}"
-                         ) from None
-    except UnicodeDecodeError as e:
-        raise SweepError(str(p), 0, "", f"not UTF-8 text: {e}") from None
-    return load_sweep_text(text, source=str(p), base_dir=p.parent)
+    return load_sweep_text(read_input(p, SweepError, "the sweep file"), source=str(p),
+                           base_dir=p.parent)
 
 
 def load_sweep_text(text: str, source: str = "<text>", *,
                     base_dir: str | Path | None = None) -> Sweep:
     """Load and check sweep TOML ``text``; ``base_dir`` resolves a relative ``sweep.base``."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        msg = str(e)
-        m = re.search(r"\(at line (\d+), column \d+\)", msg)
-        line = int(m.group(1)) if m else 0
-        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
-        raise SweepError(source, line, "", f"not valid TOML: {msg}") from None
+    data = parse_toml(text, source, SweepError)
     return _Builder(data, text, source, Path(base_dir) if base_dir else Path(".")).build()
 
 

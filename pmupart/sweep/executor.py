@@ -131,12 +131,12 @@ def execute(sweep: Sweep, *, checkpoint: Checkpoint | None = None, resume: bool 
     size = batch or sweep.batch or auto_batch(len(todo), nworkers or 1)
     job = Job.of(sweep)
 
+    count = len(done)
     if checkpoint is not None:
         checkpoint.open(fresh=not resume)
     try:
         if on_rows is not None and done:
             on_rows([], len(done), total)
-        count = len(done)
 
         def take(rows: list[Row]) -> None:
             nonlocal count
@@ -156,6 +156,8 @@ def execute(sweep: Sweep, *, checkpoint: Checkpoint | None = None, resume: bool 
     finally:
         if checkpoint is not None:
             checkpoint.close()
+            if not resume and count == 0:
+                checkpoint.remove()  # nothing ran (no scheduler, say): leave no stale file
     return [done[p.index] for p in sweep.points]
 
 
@@ -174,7 +176,7 @@ def _on_dask(job: Job, work: list[list[Point]], workers: int, scheduler: str | N
     try:
         if scheduler is not None:
             try:
-                client = dd.Client(scheduler, timeout="20s")
+                client = dd.Client(scheduler, timeout="10s")
             except (OSError, TimeoutError) as e:
                 raise SweepRunError(f"cannot reach the Dask scheduler at {scheduler}: {e}"
                                     ) from None

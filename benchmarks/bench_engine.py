@@ -35,6 +35,7 @@ import time
 from typing import Any
 
 from pmupart.arch.events import event_number
+from pmupart.kvm.options import KvmOptions  # the intent design
 from pmupart.sim.session import RunResult, run_scenario
 from pmupart.sim.spec import PerfSession, Phase, ScenarioSpec, VmSpec, Workload
 from pmupart.sim.summary import to_json
@@ -68,7 +69,8 @@ def spec(config: str, seconds: float, cpus: int = 8, backend: str = "partitioned
     return ScenarioSpec(
         name=f"bench-engine-{config}", machine=machine, duration_ns=int(seconds * 1e9),
         seed=seed, slice_ns=1_000_000,
-        machine_options={"reserved_host_counters": c["reserved"]} if part else {},
+        machine_options={"kvm_options": KvmOptions(),
+                         **({"reserved_host_counters": c["reserved"]} if part else {})},
         vms=vms, host_perf=(PerfSession(HOST_EVENTS),), workloads={"compute": COMPUTE})
 
 

@@ -19,7 +19,7 @@ ASM = Path(__file__).parent / "asm"
 @pytest.mark.parametrize(("vpmu", "n"), [("none", 6), ("emulated", 4), ("partitioned", 4)])
 def test_exec_prints_pmu_state(vpmu: str, n: int) -> None:
     r = CliRunner().invoke(main, ["exec", str(ASM / "overflow_irq.S"), "--core", "cortex-a720",
-                                  "--vpmu", vpmu])
+                                  "--vpmu", vpmu, "--revision", "intent"])
     assert r.exit_code == 0, r.output
     assert "stopped (poweroff)" in r.output
     pmcr = int(r.output.split("PMCR_EL0         = ")[1].split()[0], 16)
@@ -27,6 +27,18 @@ def test_exec_prints_pmu_state(vpmu: str, n: int) -> None:
     assert "PMEVTYPER0_EL0   = 0x8" in r.output
     assert f"PMEVCNTR{n - 1}_EL0" in r.output and f"PMEVCNTR{n}_EL0" not in r.output
     assert "exception irq from EL1: EC=0x00 ESR=0x0 ELR=0x1038" in r.output
+
+
+def test_exec_partitioned_v8_event_type_stays_virtual_until_the_next_load() -> None:
+    """v8 09/21 pmu_reg_write: a trapped PMEVTYPER write reaches only the virtual register;
+    the hardware counter keeps its old type (0, SW_INCR) until kvm_pmu_load, so within one run
+    counter 0 never counts INST_RETIRED and its overflow interrupt never comes (§4.5)."""
+    r = CliRunner().invoke(main, ["exec", str(ASM / "overflow_irq.S"), "--core", "cortex-a720",
+                                  "--vpmu", "partitioned", "--revision", "v8"])
+    assert r.exit_code == 0, r.output
+    assert "PMEVTYPER0_EL0   = 0x8" in r.output  # the guest reads back its virtual type
+    assert "PMEVCNTR0_EL0    = 0xffffff9c" in r.output  # -100: counted nothing
+    assert "exception irq" not in r.output
 
 
 def test_exec_reports_assembler_errors_with_the_line(tmp_path: Path) -> None:

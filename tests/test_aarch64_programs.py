@@ -163,7 +163,7 @@ def kvm_vcpu(backend: str) -> Any:
 
     ctrl = uapi.KVM_ARM_VCPU_PMU_V3_CTRL
     topo = Topology.from_mapping({"name": "t", "cluster": [{"core": "cortex-a720", "count": 2}]})
-    m = Machine.from_topology(topo, reserved_host_counters=2)
+    m = Machine.from_topology(topo, reserved_host_counters=2, revision="intent")
     v = m.kvm.create_vm().create_vcpu(pmu=True)
     if backend == "partitioned":
         v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION, 1)

@@ -14,6 +14,7 @@ from pmupart.check.ledger import EL2_WORK
 from pmupart.host.perf_event import PerfEventAttr
 from pmupart.host.topology import Topology
 from pmupart.kvm import uapi
+from pmupart.kvm.options import KvmOptions  # the intent design
 from pmupart.sim import (
     HostTaskSpec,
     PerfSession,
@@ -32,7 +33,8 @@ def spec(partition: bool) -> ScenarioSpec:
     return ScenarioSpec(
         "ledger", {"name": "m", "cluster": [{"core": "cortex-a720", "count": 2}]},
         duration_ns=8 * 10**6, seed=1,
-        machine_options={"reserved_host_counters": 2} if partition else {},
+        machine_options={"kvm_options": KvmOptions(),
+                         **({"reserved_host_counters": 2} if partition else {})},
         vms=(VmSpec("vm0", workload="w", perf=PerfSession(EV), partition=partition,
                     affinity=(0,)),),
         host_tasks=(HostTaskSpec("daemon", affinity=(0, 1), workload="w"),),
@@ -90,7 +92,7 @@ def test_ideal_host_follows_the_event_attributes() -> None:
 def test_attached_checker_records_vcpu_run_work() -> None:
     m = Machine.from_topology(Topology.from_mapping(
         {"name": "m", "cluster": [{"core": "cortex-a720", "count": 2}]}),
-        reserved_host_counters=2)
+        reserved_host_counters=2, revision="intent")
     ck = Checker()
     ck.attach(m)
     v = m.kvm.create_vm().create_vcpu()

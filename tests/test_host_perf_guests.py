@@ -25,7 +25,8 @@ PER_BLOCK = {CYC: 300_000, INST: 500_000, MEM: 200_000, BR: 100_000, L1D: 190_00
 
 def mach(reservation: str = "dynamic", reserved: int = 2) -> Machine:
     topo = Topology.from_mapping({"name": "t", "cluster": [{"core": "cortex-a720", "count": 2}]})
-    return Machine.from_topology(topo, reserved_host_counters=reserved, reservation=reservation)
+    return Machine.from_topology(topo, reserved_host_counters=reserved, reservation=reservation,
+                                 revision="intent")
 
 
 def guest_vcpu(m: Machine, partition: bool) -> Any:

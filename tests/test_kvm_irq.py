@@ -21,7 +21,7 @@ E, LC = 1, 1 << 6
 
 def mach(core: str = "cortex-a720", reserved: int = 2) -> Machine:
     topo = Topology.from_mapping({"name": "t", "cluster": [{"core": core, "count": 2}]})
-    return Machine.from_topology(topo, reserved_host_counters=reserved)
+    return Machine.from_topology(topo, reserved_host_counters=reserved, revision="intent")
 
 
 def vcpu(m: Machine, partition: bool, nr: int = 4) -> Any:

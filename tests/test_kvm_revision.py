@@ -35,7 +35,9 @@ reserved_host_counters = 2
 def test_registry_names_and_default() -> None:
     assert set(REVISIONS) == {"upstream", "v8", "intent"}
     assert Revision() == REVISIONS["v8"]
-    assert KvmOptions is Revision
+    # KvmOptions: the older name of the intent design, still meaning what it meant
+    assert KvmOptions() == REVISIONS["intent"] and isinstance(KvmOptions(), Revision)
+    assert KvmOptions(irq_demux=IrqDemux.RUNNING_VCPU).label() == "intent+irq_demux=running-vcpu"
     for name, rev in REVISIONS.items():
         assert rev.name == name and rev.overrides() == {}
     # intent differs from v8 in the series' choices, upstream in the missing attribute and

@@ -401,13 +401,31 @@ def test_enable_partition_number_configurable() -> None:
 
 
 def test_enable_partition_selects_backend() -> None:
-    vm = homo(reserved=2).kvm.create_vm()
+    """Intent: a per-vCPU request fixed at INIT, so backends can mix within a VM."""
+    vm = homo(reserved=2, revision="intent").kvm.create_vm()
     a, b = vm.create_vcpu(), vm.create_vcpu()
     a.set_device_attr(CTRL, PART, 1)
     init(a)
     init(b)
     assert a.backend is not None and a.backend.value == "partitioned"
     assert b.backend is not None and b.backend.value == "emulated"
+
+
+def test_enable_partition_is_vm_wide_in_v8() -> None:
+    """v8 18/21 kvm_pmu_partition_enable: one VM-wide flag; a vCPU initialised before another
+    vCPU sets it changes backend with it, and clearing it changes them all back."""
+    vm = homo(reserved=2, revision="v8").kvm.create_vm()
+    a, b, c = vm.create_vcpu(), vm.create_vcpu(), vm.create_vcpu()
+    init(a)
+    assert a.backend is not None and a.backend.value == "emulated"
+    b.set_device_attr(CTRL, PART, 1)
+    init(b)
+    init_c = vm.create_vcpu()
+    assert all(v.partition_requested for v in (a, b, c, init_c))
+    assert a.backend.value == "partitioned" and b.backend is not None \
+        and b.backend.value == "partitioned"
+    c.set_device_attr(CTRL, PART, 0)
+    assert a.backend.value == "emulated" and b.backend.value == "emulated"
 
 
 def test_run_without_pmu_init_is_einval() -> None:

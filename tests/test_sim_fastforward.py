@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pmupart.arch.events import event_number as E
+from pmupart.kvm.options import KvmOptions  # the intent design
 from pmupart.sim import PerfSession, Phase, ScenarioSpec, VmSpec, Workload, run_scenario
 
 EV6 = tuple(E(x) for x in ("CPU_CYCLES", "INST_RETIRED", "L1D_CACHE", "L1D_CACHE_REFILL",
@@ -20,7 +21,8 @@ def _spec(partition: bool) -> ScenarioSpec:
     return ScenarioSpec(
         "ff", {"name": "t", "cluster": [{"core": "cortex-a720", "count": 2}]},
         duration_ns=1_500_000_000, vms=vms, workloads={"compute": WL},
-        machine_options={"reserved_host_counters": 4} if partition else {},
+        machine_options={"kvm_options": KvmOptions(),
+                         **({"reserved_host_counters": 4} if partition else {})},
         host_perf=(PerfSession(tuple(E(x) for x in ("CPU_CYCLES", "INST_RETIRED", "L1D_CACHE",
                                                     "BR_RETIRED"))),))
 
@@ -63,7 +65,7 @@ def test_fast_forward_on_a_time_shared_cpu() -> None:
         "ts", {"name": "t", "cluster": [{"core": "cortex-a720", "count": 1}]},
         duration_ns=1_000_000_000, vms=(vm,), workloads={"compute": WL},
         host_tasks=(HostTaskSpec("job", affinity=(0,), workload="compute"),),
-        machine_options={"reserved_host_counters": 2},
+        machine_options={"reserved_host_counters": 2, "kvm_options": KvmOptions()},
         host_perf=(PerfSession(EV6),))
     fast = run_scenario(spec, fast_forward=True)
     slow = run_scenario(spec, fast_forward=False)

@@ -20,9 +20,13 @@ _SHOWN = ("PMCR_EL0", "PMCNTENSET_EL0", "PMINTENSET_EL1", "PMOVSSET_EL0", "PMUSE
                    "of a KVM vCPU with that vPMU backend, on a machine of two such cores.")
 @click.option("--reserved", "reserved", type=int, default=2, show_default=True,
               help="arm_pmuv3.reserved_host_counters for --vpmu partitioned/emulated.")
+@click.option("--revision", type=click.Choice(["upstream", "v8", "intent"]), default="v8",
+              show_default=True,
+              help="The KVM revision for --vpmu (pmupart.kvm.revision): v8 as posted, the "
+                   "cover letter's intent, or upstream (no partitioned backend).")
 @click.option("--precise", is_flag=True, help="Also count LD/ST/BR_RETIRED and MEM_ACCESS.")
 @click.option("--max-instructions", type=int, default=10**9, show_default=True)
-def exec_cmd(program: Path, core: str, vpmu: str, reserved: int, precise: bool,
+def exec_cmd(program: Path, core: str, vpmu: str, reserved: int, revision: str, precise: bool,
              max_instructions: int) -> None:
     """Assemble and run PROGRAM (.S) at EL1, then print the PMU state as the program's EL1
     sees it, the exceptions it took and its registers.
@@ -70,7 +74,7 @@ def exec_cmd(program: Path, core: str, vpmu: str, reserved: int, precise: bool,
                 fail(str(e))
             results.append(guest(pe))
         else:
-            vcpu = _kvm_vcpu(core, vpmu, reserved)
+            vcpu = _kvm_vcpu(core, vpmu, reserved, revision)
             vcpu.run(lambda cpu: results.append(guest(cpu)), cpu=0)
             if not results:
                 fail(f"the vCPU did not run the program (KVM_RUN failed on {core})", code=1)
@@ -89,7 +93,7 @@ def exec_cmd(program: Path, core: str, vpmu: str, reserved: int, precise: bool,
     click.echo(f"registers: {regs}")
 
 
-def _kvm_vcpu(core: str, vpmu: str, reserved: int) -> Any:
+def _kvm_vcpu(core: str, vpmu: str, reserved: int, revision: str = "v8") -> Any:
     """A VMM's setup: a machine of two ``core`` CPUs, a VM with a vGIC, one vCPU with the PMU
     (partitioned if asked), its overflow interrupt on PPI 23, initialised."""
     from pmupart import Machine
@@ -100,7 +104,7 @@ def _kvm_vcpu(core: str, vpmu: str, reserved: int) -> Any:
     ctrl = uapi.KVM_ARM_VCPU_PMU_V3_CTRL
     try:
         topo = Topology.from_mapping({"name": core, "cluster": [{"core": core, "count": 2}]})
-        m = Machine.from_topology(topo, reserved_host_counters=reserved)
+        m = Machine.from_topology(topo, reserved_host_counters=reserved, revision=revision)
         v = m.kvm.create_vm().create_vcpu(pmu=True)
         if vpmu == "partitioned":
             v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION, 1)

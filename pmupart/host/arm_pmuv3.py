@@ -88,6 +88,10 @@ class ArmPmu:
         self.squeezed: dict[int, list[PerfEvent]] = {c: [] for c in self.cpus}
         #: ``kvm_pmu_handle_guest_irq`` hook, set by KVM: (cpu, guest overflow bits) -> None
         self.guest_irq_handler: Callable[[int, int], None] | None = None
+        #: v8 16/21 as posted (set by KVM from its revision): every overflow bit of the guest
+        #: range (GENMASK(max_guest_counters-1, 0) | C) goes to KVM, whoever runs; False: only
+        #: the counters a loaded partitioned vCPU owns (the intent)
+        self.guest_irq_whole_guest_range = False
 
     # ------------------------------------------------------------------ partition
     def armv8pmu_partition(self, reserved: int) -> None:
@@ -345,12 +349,27 @@ class ArmPmu:
         hw = self.hw[cpu]
         with pe.at_el(2):
             ovs = (pe.read("PMOVSCLR_EL0").value or 0) & (pe.read("PMINTENSET_EL1").value or 0)
-        # Bits of the counters a loaded partitioned vCPU owns belong to the guest.
-        guest_bits = ovs & self.kernel.cpus[cpu].guest_counter_mask
-        host_bits = ovs & ~guest_bits
-        if host_bits:
-            with pe.at_el(2):
-                pe.write("PMOVSCLR_EL0", host_bits)
+        if self.guest_irq_whole_guest_range and self.partitioned:
+            # v8 16/21 armv8pmu_handle_irq: the host clears only pmovsr & host_set =
+            # GENMASK(N-1, max_guest_counters) (C excluded), handles every event whose bit is
+            # set, then kvm_pmu_handle_guest_irq clears pmovsr & GENMASK(max_guest-1, 0)|C and
+            # gives those bits to the running vCPU.
+            guest_bits = ovs & self.guest_mask()
+            host_set = ((1 << self.num_counters) - 1) & ~((1 << self.max_guest_counters) - 1)
+            host_bits = ovs
+            if ovs & host_set:
+                with pe.at_el(2):
+                    pe.write("PMOVSCLR_EL0", ovs & host_set)
+            if guest_bits:
+                with pe.at_el(2):
+                    pe.write("PMOVSCLR_EL0", guest_bits)
+        else:
+            # Bits of the counters a loaded partitioned vCPU owns belong to the guest.
+            guest_bits = ovs & self.kernel.cpus[cpu].guest_counter_mask
+            host_bits = ovs & ~guest_bits
+            if host_bits:
+                with pe.at_el(2):
+                    pe.write("PMOVSCLR_EL0", host_bits)
         handled = 0
         for idx, ev in list(hw.events.items()):
             if not (host_bits >> idx) & 1:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from pmupart.arch.sysreg import BY_NAME, view
 from pmupart.kvm.options import Backend, HpmnSource
+from pmupart.kvm.revision import FgtSet, GuestHpmn
 
 if TYPE_CHECKING:
     from pmupart.kvm.kvm import VCPU
@@ -29,6 +30,23 @@ class MdcrSetup:
 def host_mdcr(n: int) -> int:
     """The host's own MDCR_EL2 on a VHE host (``__init_el2_debug``): HPMN = N, no traps."""
     return view("MDCR_EL2", 0).replace(HPMN=n).value
+
+
+def kvm_pmu_is_partitioned(vcpu: VCPU, cpu: int) -> bool:
+    """``kvm_pmu_is_partitioned(kvm)`` evaluated on ``cpu`` (v8 08/21, 18/21, pmu-direct.c):
+    the VM enabled partitioning and ``pmu_is_partitioned(kvm->arch.arm_pmu)``, which
+    compares the VM's PMU's ``max_guest_counters`` with *this CPU's* ``nr_event_counters``
+    (``host_data_ptr``), not with the VM's PMU's own counters."""
+    pmu = vcpu.vm.arm_pmu
+    if pmu is None or not pmu.partitioned or vcpu.pmu is None \
+            or vcpu.pmu.backend is not Backend.PARTITIONED:
+        return False
+    return pmu.max_guest_counters <= vcpu.vm.kvm.host.cpus[cpu].pe.num_counters
+
+
+def _system_cap(vcpu: VCPU, feature: str) -> bool:
+    """``cpus_have_final_cap``: every CPU of the system has the feature."""
+    return all(getattr(hc.pe, feature) for hc in vcpu.vm.kvm.host.cpus)
 
 
 def kvm_arm_setup_mdcr_el2(vcpu: VCPU, cpu: int, guest_owned: bool) -> MdcrSetup:
@@ -66,8 +84,20 @@ def kvm_arm_setup_mdcr_el2(vcpu: VCPU, cpu: int, guest_owned: bool) -> MdcrSetup
             if pe.fgt and guest_owned:
                 v = v.replace(TPM=0, TPMCR=0, HPMN=hpmn & 0x1F)
                 hw_partition = True
+        elif opts.guest_hpmn is GuestHpmn.V8_AS_POSTED:
+            # v8 10/21 kvm_pmu_is_partitioned(kvm) && GUEST_OWNED && ARM64_HAS_FGT &&
+            # (hpmn != 0 || ARM64_HAS_HPMN0), with system caps and no check of this CPU's own
+            # PMU beyond pmu_is_partitioned's counter comparison; not on an unsupported CPU.
+            if (not vcpu.on_unsupported_cpu and kvm_pmu_is_partitioned(vcpu, cpu)
+                    and guest_owned and _system_cap(vcpu, "fgt")
+                    and (nr > 0 or _system_cap(vcpu, "hpmn0"))):
+                v = v.replace(TPM=0, TPMCR=0, HPMN=nr & 0x1F)
+                hpmn = nr
+                hw_partition = True
         elif (not vcpu.on_unsupported_cpu and pe.fgt and (pe.hpmn0 or nr > 0)
               and pmu.partitioned and nr <= pmu.max_guest_counters and guest_owned):
+            # Intent, the model's ASSUMPTION (spec kvm §6): also this CPU's own PMU must be
+            # partitioned with room for the VM's counters, and its own FGT/HPMN0.
             v = v.replace(TPM=0, TPMCR=0, HPMN=nr)
             hpmn = nr
             hw_partition = True
@@ -86,12 +116,18 @@ PARTITION_FGT_WRITE = ("PMOVS", "PMCCFILTR_EL0", "PMEVTYPERn_EL0")
 
 
 def kvm_vcpu_load_fgt(vcpu: VCPU, cpu: int, hw_partition: bool) -> int:
-    """Program the PMU bits of the fine-grained traps; returns registers written."""
+    """Program the PMU bits of the fine-grained traps; returns registers written.
+
+    Intent: the PMU bits only where the range is untrapped; FGT2 keeps nPMUACR (untrapped).
+    v8 08/21: the PMU bits are ORed for every vCPU onto ``__compute_fgt``; FGT2 comes from
+    the feature map, where nPMUACR_EL1 needs FEAT_PMUv3p9 (config.c ``hdfgrtr2_feat_map``)
+    and guests are capped at PMUv3p5, so every FGT2 PMU bit is 0 (trap)."""
     pe = vcpu.vm.kvm.host.cpus[cpu].pe
     if not pe.fgt:
         return 0
+    computed = vcpu.vm.kvm.revision.fgt_set is FgtSet.COMPUTED
     rd, wr = 0, 0
-    if hw_partition:
+    if hw_partition or computed:
         for f in PARTITION_FGT_READ:
             rd |= BY_NAME["HDFGRTR_EL2"].field(f).mask
         for f in PARTITION_FGT_WRITE:
@@ -102,7 +138,7 @@ def kvm_vcpu_load_fgt(vcpu: VCPU, cpu: int, hw_partition: bool) -> int:
         pe.write("HDFGWTR_EL2", wr)
         if pe.fgt2:
             # nPMICNTR/nPMICFILTR clear: the instruction counter stays trapped (0 = trap).
-            keep = BY_NAME["HDFGRTR2_EL2"].field("nPMUACR_EL1").mask
+            keep = 0 if computed else BY_NAME["HDFGRTR2_EL2"].field("nPMUACR_EL1").mask
             pe.write("HDFGRTR2_EL2", keep)
             pe.write("HDFGWTR2_EL2", keep)
             n += 2

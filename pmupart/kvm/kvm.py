@@ -21,7 +21,7 @@ from pmupart.errors import PmupartError
 from pmupart.host.perf_event import Task
 from pmupart.kvm import uapi
 from pmupart.kvm.options import Backend, KvmCosts
-from pmupart.kvm.revision import Revision
+from pmupart.kvm.revision import IrqDemux, PartitionAttr, PartitionSupport, Revision
 
 if TYPE_CHECKING:
     from pmupart.host.arm_pmuv3 import ArmPmu
@@ -85,8 +85,11 @@ class Kvm:
         self.options = options or Revision()
         self.costs = costs or KvmCosts()
         self.vms: list[VM] = []
+        running = self.options.irq_demux is IrqDemux.RUNNING_VCPU
         for pmu in host.pmus:
             pmu.guest_irq_handler = self._guest_irq
+            # v8 16/21: the driver hands every guest-range bit of a partitioned PMU to KVM
+            pmu.guest_irq_whole_guest_range = running
 
     @property
     def revision(self) -> Revision:
@@ -108,10 +111,17 @@ class Kvm:
         return vm
 
     def _guest_irq(self, cpu: int, bits: int) -> None:
-        """``kvm_pmu_handle_guest_irq`` (series v7 15/20): overflow bits of a loaded
-        partitioned vCPU's counters go to its virtual PMOVSSET."""
+        """``kvm_pmu_handle_guest_irq``.  Intent: overflow bits of a loaded partitioned
+        vCPU's counters go to its virtual PMOVSSET.  v8 16/21 as posted: the driver already
+        cleared them in hardware; they are ORed into ``kvm_get_running_vcpu()``'s virtual
+        PMOVSSET whatever that vCPU's backend or ownership (an emulated vCPU included)."""
         vcpu = self.host.cpus[cpu].loaded_vcpu
-        if isinstance(vcpu, VCPU) and vcpu.pmu is not None:
+        if not isinstance(vcpu, VCPU) or vcpu.pmu is None:
+            return
+        self.host.emit("guest_overflow", cpu=cpu, vcpu=vcpu.name, bits=bits)
+        if self.options.irq_demux is IrqDemux.RUNNING_VCPU:
+            vcpu.pmu.ovs |= bits
+        else:
             vcpu.pmu.handle_guest_irq(cpu, bits)
 
 
@@ -131,16 +141,41 @@ class VM:
         self.pmu_filter: set[int] | None = None  #: allowed events; None = no filter
         self.has_run = False
         self.ppi: int | None = None
+        #: KVM_ARCH_FLAG_PARTITION_PMU_ENABLED (v8 18/21: VM-wide)
+        self.partition_enabled = False
+        #: SPIs the in-kernel vGIC has (``vgic_valid_spi``: 32 <= intid < 32 + nr_spis); a
+        #: VMM sets it with KVM_DEV_ARM_VGIC_GRP_NR_IRQS, 256 is the model's default
+        self.vgic_nr_spis = 256
 
-    def create_vcpu(self, pmu: bool = True) -> VCPU:
-        """``KVM_CREATE_VCPU`` + ``KVM_ARM_VCPU_INIT`` with the PMUv3 feature if ``pmu``.
-        Like ``kvm_setup_vcpu``, a PMU vCPU gets a default PMU when the VM has none yet:
-        the PMU of the CPU doing the init (here CPU 0), with ``supported_cpus`` left
-        unrestricted (``kvm_arm_set_default_pmu``)."""
+    def create_vcpu(self, pmu: bool = True, init_cpu: int = 0) -> VCPU:
+        """``KVM_CREATE_VCPU`` + ``KVM_ARM_VCPU_INIT`` with the PMUv3 feature if ``pmu``, the
+        VMM thread running on physical CPU ``init_cpu``.
+
+        ``kvm_vcpu_init_check_features`` refuses the PMUv3 feature when no host PMU
+        registered (``system_supported_vcpu_features`` clears it without
+        ``kvm_supports_guest_pmuv3()``): -EINVAL.  Then ``kvm_setup_vcpu`` gives a PMU vCPU a
+        default PMU when the VM has none yet: the PMU of the CPU doing the init
+        (``kvm_arm_set_default_pmu`` → ``kvm_pmu_probe_armpmu``, -ENODEV when no PMU covers
+        that CPU), with ``supported_cpus`` left unrestricted (§3.11, §5.11)."""
+        host = self.kvm.host
+        if not 0 <= init_cpu < len(host.cpus):
+            raise ValueError(f"init_cpu must be a physical CPU 0..{len(host.cpus) - 1}, "
+                             f"not {init_cpu}")
+        if pmu and not host.pmus:
+            raise KvmError(errno.EINVAL, "KVM_ARM_VCPU_INIT", "KVM_ARM_VCPU_PMU_V3",
+                           "no host PMU: the PMUv3 vCPU feature is unsupported")
+        default = None
+        if pmu and self.arm_pmu is None:
+            default = next((p for p in host.pmus if init_cpu in p.cpus), None)
+            if default is None:
+                raise KvmError(errno.ENODEV, "KVM_ARM_VCPU_INIT", "KVM_ARM_VCPU_PMU_V3",
+                               f"no host PMU covers cpu{init_cpu}, where the VMM runs the init")
         v = VCPU(self, len(self.vcpus), pmu)
         self.vcpus.append(v)
-        if pmu and self.arm_pmu is None and self.kvm.host.pmus:
-            self._set_pmu(self.kvm.host.pmu_of_cpu(0), explicit=False)
+        if default is not None:
+            self._set_pmu(default, explicit=False)
+        if pmu and self.partition_enabled:
+            v.partition_requested = True
         return v
 
     # ------------------------------------------------------------------ helpers
@@ -225,7 +260,10 @@ class VCPU:
         (``kvm_arm_pmu_v3_has_attr``: every PMU attr is there when the vCPU has the PMU)."""
         known = set(_ATTR_NAMES)
         pa = self._partition_attr()
-        if pa is not None and self._partition_supported():
+        # v8 18/21 kvm_arm_pmu_v3_has_attr: ENABLE_PARTITION returns 0 whenever the vCPU has
+        # a PMU (support is checked only at set); the intent reports it only where supported.
+        if pa is not None and (self.vm.kvm.revision.partition_attr is PartitionAttr.VM_WIDE
+                               or self._partition_supported()):
             known.add(pa)
         if group != uapi.KVM_ARM_VCPU_PMU_V3_CTRL or attr not in known \
                 or not self.has_pmu_feature:
@@ -360,7 +398,11 @@ class VCPU:
                 raise KvmError(errno.ENODEV, ioctl, name, "vGIC not initialised")
             if self.irq is None:
                 raise KvmError(errno.ENXIO, ioctl, name, "PMU IRQ not set")
-            # kvm_vgic_set_owner: another device already owns this interrupt (-EEXIST per doc)
+            # kvm_vgic_set_owner: SGIs/LPIs and SPIs beyond the vGIC cannot be wired (-EINVAL)
+            if self.irq >= 32 + self.vm.vgic_nr_spis:
+                raise KvmError(errno.EINVAL, ioctl, name, f"SPI {self.irq} beyond the vGIC's "
+                               f"{self.vm.vgic_nr_spis} SPIs")
+            # kvm_vgic_set_owner: another device already owns this interrupt (-EEXIST)
             if self.irq >= 32 and any(v.irq == self.irq and v.pmu_created
                                       for v in self.vm.vcpus if v is not self):
                 raise KvmError(errno.EEXIST, ioctl, name, f"IRQ {self.irq} owned elsewhere")
@@ -369,7 +411,11 @@ class VCPU:
         self.pmu = make_vcpu_pmu(self)
 
     def _partition_supported(self) -> bool:
-        """``has_kvm_pmu_partition_support``: VHE + PMUv3 and the driver partitioned."""
+        """``has_kvm_pmu_partition_support``: VHE + PMUv3 and the driver partitioned.  v8
+        08/21: a global flag (``armv8pmu_is_partitioned``), set when any host PMU is
+        partitioned; the intent asks the VM's own PMU."""
+        if self.vm.kvm.revision.partition_support is PartitionSupport.GLOBAL:
+            return any(p.partitioned for p in self.vm.kvm.host.pmus)
         pmu = self.vm.arm_pmu
         return pmu is not None and pmu.partitioned
 
@@ -380,9 +426,21 @@ class VCPU:
                            "(arm_pmuv3.reserved_host_counters = -1)")
         if self.vm.has_run:
             raise KvmError(errno.EBUSY, ioctl, name, "the VM has already run (v8)")
-        self.partition_requested = bool(b & 0xFFFFFFFF)
-        if self.partition_requested:
-            self.vm.nr_pmu_counters = min(self.vm.nr_pmu_counters, self.vm.max_counters())
+        on = bool(b & 0xFFFFFFFF)
+        vm = self.vm
+        if vm.kvm.revision.partition_attr is PartitionAttr.VM_WIDE:
+            # v8 18/21 kvm_pmu_partition_enable: the VM-wide flag, read dynamically by every
+            # path; a vCPU already initialised changes backend with it.
+            vm.partition_enabled = on
+            for v in vm.vcpus:
+                v.partition_requested = on and v.has_pmu_feature
+                if v.pmu is not None and (v.pmu.backend is Backend.PARTITIONED) != on:
+                    from pmupart.kvm.vcpu_pmu import make_vcpu_pmu
+                    v.pmu = make_vcpu_pmu(v)
+        else:
+            self.partition_requested = on
+        if on:
+            vm.nr_pmu_counters = min(vm.nr_pmu_counters, vm.max_counters())
 
     # ------------------------------------------------------------------ KVM_RUN
     def run(self, program: Callable[[Any], object], cpu: int) -> uapi.KvmExit:

@@ -19,8 +19,9 @@ The registry (:data:`REVISIONS`):
 A revision with one choice changed is a design variant:
 ``dataclasses.replace(REVISIONS["v8"], irq_demux=IrqDemux.LOADED_PARTITIONED_VCPU)``, or in a
 scenario ``[kvm] revision = "v8"`` plus ``irq_demux = "loaded-partitioned-vcpu"``, or on the
-command line ``--set kvm.irq_demux=loaded-partitioned-vcpu``.  ``KvmOptions`` is the same
-class under its older name.
+command line ``--set kvm.irq_demux=loaded-partitioned-vcpu``.  ``KvmOptions`` is the intent under its
+older name (a subclass whose defaults are the intent's), so code written against it keeps
+its meaning.
 
 The source of every v8 row is ``shared/spec/kernel-code-deltas.md`` §4/§5 (the audit of the
 v8 patches as posted).  The v8 patches themselves are not in the code index this project can
@@ -218,12 +219,13 @@ class FgtSet(Enum):
     COMPUTED = "computed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Revision:
-    """One kernel revision's choices (``KvmOptions`` is the same class).
+    """One kernel revision's choices.
 
     Defaults are the series v8 as posted; ``REVISIONS`` names the others.  ``name`` says which
     registry entry a value started from; :meth:`overrides` lists the choices changed since.
+    Two revisions are equal when every field is (whatever the subclass).
     """
 
     name: str = "v8"
@@ -296,7 +298,17 @@ class Revision:
     #: PMCR.E, PMCNTENSET and the event type
     emulated_swinc_el_filter: bool = False
 
-    # -------------------------------------------------------------- compatibility
+    def _key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Revision):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
     @property
     def partitioning(self) -> bool:
         """The partitioned backend exists in this revision."""
@@ -324,8 +336,30 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-#: Older name of :class:`Revision` (tests and users build ``KvmOptions(...)`` variants).
-KvmOptions = Revision
+@dataclass(frozen=True, slots=True, eq=False)
+class KvmOptions(Revision):
+    """The intent design (pmupart's KVM model before revisions), under its older name:
+    ``KvmOptions(hpmn_source=HpmnSource.VM_PMU)`` still means "the design with the v1 HPMN
+    rule".  Every v8 choice whose comment above names a patch flips back to what the v8
+    cover letter says the code does."""
+
+    name: str = "intent"
+    partition_attr: PartitionAttr = PartitionAttr.PER_VCPU
+    partition_support: PartitionSupport = PartitionSupport.VM_PMU
+    ownership_flip: OwnershipFlip = OwnershipFlip.ON_WRITE
+    load_at_flip: LoadAtFlip = LoadAtFlip.LOAD
+    counter_mask: CounterMask = CounterMask.VM_NR
+    userenr_swap: UserenrSwap = UserenrSwap.SAVED_RESTORED
+    host_pmcr_at_put: HostPmcrAtPut = HostPmcrAtPut.RESTORED
+    evtyper_write: EvtyperWrite = EvtyperWrite.HARDWARE_AT_ONCE
+    pmovs_read: PmovsRead = PmovsRead.SYNC_HARDWARE
+    swinc_fallback: SwincFallback = SwincFallback.HARDWARE
+    filter_exempt: FilterExempt = FilterExempt.SWINC_CHAIN
+    irq_demux: IrqDemux = IrqDemux.LOADED_PARTITIONED_VCPU
+    free_overflow: FreeOverflow = FreeOverflow.NO_IRQ
+    guest_hpmn: GuestHpmn = GuestHpmn.PER_CPU_CAPACITY
+    fgt_set: FgtSet = FgtSet.PARTITIONED_ONLY
+
 
 _V8 = Revision()
 
@@ -336,26 +370,8 @@ REVISIONS: dict[str, Revision] = {
     "upstream": dataclasses.replace(_V8, name="upstream", partition_attr=PartitionAttr.ABSENT,
                                     hpmn0_ftr=False),
     "v8": _V8,
-    # The cover letter's intent: every v8 choice above whose comment names a patch flips back
-    # to what the cover letter says the code does (and what pmupart did before revisions).
-    "intent": dataclasses.replace(
-        _V8, name="intent",
-        partition_attr=PartitionAttr.PER_VCPU,
-        partition_support=PartitionSupport.VM_PMU,
-        ownership_flip=OwnershipFlip.ON_WRITE,
-        load_at_flip=LoadAtFlip.LOAD,
-        counter_mask=CounterMask.VM_NR,
-        userenr_swap=UserenrSwap.SAVED_RESTORED,
-        host_pmcr_at_put=HostPmcrAtPut.RESTORED,
-        evtyper_write=EvtyperWrite.HARDWARE_AT_ONCE,
-        pmovs_read=PmovsRead.SYNC_HARDWARE,
-        swinc_fallback=SwincFallback.HARDWARE,
-        filter_exempt=FilterExempt.SWINC_CHAIN,
-        irq_demux=IrqDemux.LOADED_PARTITIONED_VCPU,
-        free_overflow=FreeOverflow.NO_IRQ,
-        guest_hpmn=GuestHpmn.PER_CPU_CAPACITY,
-        fgt_set=FgtSet.PARTITIONED_ONLY,
-    ),
+    # The cover letter's intent (class KvmOptions above holds its values).
+    "intent": KvmOptions(),
 }
 
 DEFAULT_REVISION = "v8"

@@ -20,7 +20,8 @@ from pmupart.host.perf_event import PerfEvent, PerfEventAttr, Task
 from pmupart.host.topology import Topology, load_topology
 from pmupart.kvm import uapi
 from pmupart.kvm.kvm import VM
-from pmupart.kvm.options import KvmCosts, KvmOptions
+from pmupart.kvm.options import KvmCosts
+from pmupart.kvm.revision import Revision
 from pmupart.machine import Machine
 from pmupart.sim.engine import Context, Engine
 from pmupart.sim.guest_perf import GuestEventResult, GuestPmuDriver
@@ -85,7 +86,7 @@ class RunResult:
 def build_machine(spec: ScenarioSpec) -> Machine:
     topo: Topology = load_topology(spec.machine)
     o = dict(spec.machine_options)
-    kvm_options = o.pop("kvm_options", None) or KvmOptions()
+    kvm_options = o.pop("kvm_options", None) or Revision()
     kvm_costs = o.pop("kvm_costs", None) or KvmCosts()
     host_costs = o.pop("host_costs", None) or HostCosts()
     policies = o.pop("policies", None) or Policies()

@@ -136,7 +136,7 @@ def _header(r: RunResult) -> list[str]:
     if spec.description:
         lines.append(spec.description.strip().splitlines()[0])
     lines.append(f"machine: {topo.name}: {clusters}; reserved_host_counters={rhc} ({res})")
-    lines.append(f"kvm: hpmn={o.hpmn_source.value} swap={o.swap.value} "
+    lines.append(f"kvm: revision={o.label()} hpmn={o.hpmn_source.value} swap={o.swap.value} "
                  f"hpmd={'on' if o.set_hpmd else 'OFF'} "
                  f"pmovs-clear-on-load={'on' if o.clear_pmovs_on_load else 'OFF'} "
                  f"filter-at-load={'on' if o.filter_at_load else 'OFF'}")

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from pmupart.check.cover_letter import BACKENDS, EXPERIMENTS, Measurement, cover_letter, scenario
 from pmupart.cli import main
+from pmupart.kvm.revision import REVISIONS
 from pmupart.report.experiment import (
     PUBLISHED,
     ComparisonRow,
@@ -109,7 +110,8 @@ def test_scenarios() -> None:
             s = scenario(key, b, scale=0.5)
             assert s.vms[0].partition == (b == "partitioned")
             assert s.vms[0].affinity == (0,)
-    assert scenario("gzip", "partitioned").machine_options == {"reserved_host_counters": 0}
+    assert scenario("gzip", "partitioned").machine_options == {
+        "reserved_host_counters": 0, "kvm_options": REVISIONS["intent"]}
     assert len(scenario("spec", "emulated").vms[0].perf.events) == 16  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="backend"):
         scenario("gzip", "mediated")

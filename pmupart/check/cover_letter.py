@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pmupart.arch.events import Event, event_number
+from pmupart.kvm.revision import REVISIONS
 from pmupart.machine import Machine
 from pmupart.report.experiment import PUBLISHED, ComparisonRow, Published
 from pmupart.sim.session import RunResult, run_scenario
@@ -165,7 +166,9 @@ def scenario(key: str, backend: str, scale: float = 1.0, seed: int = 0) -> Scena
         name=f"cover-letter-{key}-{backend}", machine=machine(),
         duration_ns=int(exp.duration_s * 1e9), seed=seed,
         description=f"{exp.title} ({backend} vPMU)",
-        machine_options={"reserved_host_counters": 0} if part else {},
+        # the cover letter measured its own design: the intent (pmupart.kvm.revision)
+        machine_options={"kvm_options": REVISIONS["intent"],
+                         **({"reserved_host_counters": 0} if part else {})},
         vms=(vm,), workloads={exp.workload.name: exp.workload})
 
 

@@ -19,9 +19,9 @@ The registry (:data:`REVISIONS`):
 A revision with one choice changed is a design variant:
 ``dataclasses.replace(REVISIONS["v8"], irq_demux=IrqDemux.LOADED_PARTITIONED_VCPU)``, or in a
 scenario ``[kvm] revision = "v8"`` plus ``irq_demux = "loaded-partitioned-vcpu"``, or on the
-command line ``--set kvm.irq_demux=loaded-partitioned-vcpu``.  ``KvmOptions`` is the intent under its
-older name (a subclass whose defaults are the intent's), so code written against it keeps
-its meaning.
+command line ``--set kvm.irq_demux=loaded-partitioned-vcpu``.  ``KvmOptions`` is the
+intent under its older name (a subclass whose defaults are the intent's), so code written
+against it keeps its meaning.
 
 The source of every v8 row is ``shared/spec/kernel-code-deltas.md`` §4/§5 (the audit of the
 v8 patches as posted).  The v8 patches themselves are not in the code index this project can

@@ -347,7 +347,10 @@ TPM_READ = {"PMCCFILTR_EL0", "PMCCNTR_EL0", "PMCNTENCLR_EL0", "PMCNTENSET_EL0", 
             "PMEVCNTR0_EL0", "PMEVTYPER0_EL0", "PMINTENCLR_EL1", "PMINTENSET_EL1",
             "PMOVSCLR_EL0", "PMOVSSET_EL0", "PMSELR_EL0", "PMUSERENR_EL0",
             "PMXEVCNTR_EL0", "PMXEVTYPER_EL0", "PMCEID0_EL0", "PMCEID1_EL0", "PMMIR_EL1",
-            "PMICFILTR_EL0", "PMICNTR_EL0"}
+            "PMICFILTR_EL0", "PMICNTR_EL0",
+            # PMUACR_EL1 at EL1: "elsif EL2Enabled() && MDCR_EL2.TPM == '1' then trap"
+            # (ARM §D24.5.25; kernel-code-deltas §2.1)
+            "PMUACR_EL1"}
 TPM_WRITE = (TPM_READ - {"PMCEID0_EL0", "PMCEID1_EL0", "PMMIR_EL1"}) | {"PMSWINC_EL0",
                                                                         "PMZR_EL0"}
 PMU_REGS = sorted(TPM_READ | TPM_WRITE | {"PMUACR_EL1"})

@@ -47,6 +47,9 @@ class Core:
     hpmn0: bool = False
     icntr: bool = False
     aarch32: bool = True  #: AArch32 implemented at some EL (PMCR.LC/D matter; spec §3)
+    #: a PMU event export bus, so PMCR_EL0.X is RW (the Cortex/Neoverse TRMs describe X as
+    #: the export enable); False makes X RAZ/WI (ARM §D24.5.8)
+    export_bus: bool = True
     events: frozenset[int] = BASE_EVENTS
     cpi: float = 1.0  #: typical cycles per instruction for the workload model
     freq_mhz: int = 2000

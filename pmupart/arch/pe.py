@@ -249,6 +249,7 @@ class PE:
         self.policies = policies or Policies()
         #: write_el2's outcome per register name: (register, a plain write)
         self._el2_write_ok: dict[str, tuple[RegDef, bool]] = {}
+        self._plan_memo: dict[tuple[object, ...], _Plan] = {}
         feats = set(self.pmuver.features)
         # export_bus: the PE has a PMU event export bus, so PMCR_EL0.X is RW; without one X is
         # RAZ/WI (ARM §D24.5.8).  debugv8p2: FEAT_Debugv8p2 (Armv8.2, mandatory from v8.4);
@@ -471,6 +472,20 @@ class PE:
         return not (filt & _FILT_NSH)
 
     def _build_plan(self, el: int) -> _Plan:
+        """The plan for ``el`` (:meth:`_compute_plan`), memoised on every register it reads:
+        a perf driver that disables and re-enables its counters around each interrupt walks
+        the same few register states again and again.  Plans are never modified once
+        built."""
+        key = (el, self._pmcr, self._mdcr, self._cnten, self._hpmn, tuple(self._evtyper),
+               self._ccfiltr, self._icfiltr, id(self.policies))
+        p = self._plan_memo.get(key)
+        if p is None:
+            if len(self._plan_memo) >= 512:
+                self._plan_memo.clear()
+            p = self._plan_memo[key] = self._compute_plan(el)
+        return p
+
+    def _compute_plan(self, el: int) -> _Plan:
         """CountPMUEvents() for every counter at ``el`` minus the freeze term, which depends
         on PMOVS and is applied per block (spec §5; ARM §J1.3.1.93)."""
         p = _Plan()

@@ -360,5 +360,32 @@ def kvm_arch_vcpu_run(vcpu: VCPU, program: Callable[[Any], object], cpu: int) ->
                         system_event_type=uapi.KVM_SYSTEM_EVENT_SHUTDOWN)
 
 
+def kvm_inject_guest_pmu_irq(guest: GuestCpu) -> bool:
+    """The virtual PMU interrupt of a guest that takes it at its own vector (machine code run
+    by ``pmupart.guest.aarch64``): ``kvm_pmu_update_state`` raises the vGIC line and KVM
+    injects it at the next entry (``kvm_vgic_inject_irq``), with the same stats and costs as
+    :meth:`GuestCpu._deliver` charges for one delivery; the host took the physical
+    interrupt already (``retire``).  Returns False (nothing injected) when the overflow
+    condition is not met."""
+    vcpu = guest.vcpu
+    pmu = vcpu.pmu
+    if pmu is None or not pmu.overflow_status():
+        return False
+    pmu.irq_level = True
+    host = vcpu.vm.kvm.host
+    costs = vcpu.vm.kvm.costs
+    vcpu.stats.irqs_injected += 1
+    vcpu.stats.exits["pmu_irq"] += 1
+    t0 = host.cpus[guest.cpu].now_ns
+    if not vcpu.vm.irqchip:
+        vcpu.stats.exits["userspace_irqchip"] += 1
+        host.charge(guest.cpu, costs.exit_round_trip, "kvm_exit_userspace")
+    vcpu.stats.el2_cycles += costs.vgic_inject
+    host.charge(guest.cpu, costs.vgic_inject, "kvm_vgic_inject")
+    vcpu.stats.exit_ns["pmu_irq"] += host.cpus[guest.cpu].now_ns - t0
+    host.emit("virq", cpu=guest.cpu, vcpu=vcpu.name)
+    return True
+
+
 __all__ = ["GuestCpu", "host_mdcr", "kvm_arch_vcpu_load", "kvm_arch_vcpu_put",
            "kvm_arch_vcpu_run"]

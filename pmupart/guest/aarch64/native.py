@@ -236,3 +236,10 @@ def add_native_hook(uc: Any, htype: int, fn_addr: int, state: NativeState,
 def stop_fn_addr() -> int:
     """Address of ``uc_emu_stop`` for the hooks to call."""
     return int(ctypes.cast(uc_lib().uc_emu_stop, ctypes.c_void_p).value or 0)
+
+
+def del_native_hook(uc: Any, handle: int) -> None:
+    """``uc_hook_del`` for a hook added by :func:`add_native_hook`."""
+    status = uc_lib().uc_hook_del(uc._uch, ctypes.c_size_t(handle))
+    if status != 0:
+        raise RuntimeError(f"uc_hook_del failed with unicorn error {status}")

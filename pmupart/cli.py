@@ -133,6 +133,7 @@ def cores(as_json: bool) -> None:
 LAZY_COMMANDS: dict[str, str] = {
     "sysfs": "pmupart.host.cli_sysfs:sysfs",
     "exec": "pmupart.guest.cli_exec:exec_cmd",
+    "cc": "pmupart.guest.cc:cc_cmd",
     "run": "pmupart.sim.cli_run:run",
     "check": "pmupart.check.cli_check:check",
     "experiment": "pmupart.check.cli_experiment:experiment",

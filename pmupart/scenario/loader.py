@@ -657,20 +657,22 @@ class _Builder:
         return out
 
     def program(self, loc: Loc, ref: str) -> str:
-        """A guest program: an existing ``.S`` file (relative to the scenario) or a Python
-        ``module:function`` that imports."""
-        if ref.endswith((".S", ".s")):
+        """A guest program: an existing ``.S`` file or ``.elf`` image (relative to the
+        scenario) or a Python ``module:function`` that imports."""
+        if ref.endswith((".S", ".s", ".elf")):
             base = self.base_dir if self.base_dir is not None else Path(".")
             p = Path(ref) if Path(ref).is_absolute() else base / ref
+            what = "an ELF image" if ref.endswith(".elf") else "an AArch64 assembly file"
             if not p.is_file():
-                self.fail(loc, f"expected an AArch64 assembly file, found no file {str(p)!r}")
-            try:
-                p.read_text(encoding="utf-8")
-            except UnicodeDecodeError as e:
-                self.fail(loc, f"expected UTF-8 assembly text in {str(p)!r}, found {e.reason} "
-                          f"at byte {e.start}")
-            except OSError as e:
-                self.fail(loc, f"cannot read {str(p)!r}: {e.strerror or e}")
+                self.fail(loc, f"expected {what}, found no file {str(p)!r}")
+            if what != "an ELF image":
+                try:
+                    p.read_text(encoding="utf-8")
+                except UnicodeDecodeError as e:
+                    self.fail(loc, f"expected UTF-8 assembly text in {str(p)!r}, found "
+                              f"{e.reason} at byte {e.start}")
+                except OSError as e:
+                    self.fail(loc, f"cannot read {str(p)!r}: {e.strerror or e}")
             import importlib.util
             if importlib.util.find_spec("unicorn") is None:
                 from pmupart.errors import GUEST_EXTRA_HINT
@@ -679,7 +681,8 @@ class _Builder:
             return str(p)
         mod, _, attr = ref.partition(":")
         if not mod or not attr:
-            self.fail(loc, f"expected a .S file or a Python 'module:function', found {ref!r}")
+            self.fail(loc, f"expected a .S file, an .elf image or a Python 'module:function', "
+                      f"found {ref!r}")
         try:
             import importlib
             obj = getattr(importlib.import_module(mod), attr, None)

@@ -259,13 +259,11 @@ def run_scenario(spec: ScenarioSpec, *, progress: Callable[[int], None] | None =
 
 
 def load_program(ref: str) -> Callable[[Any], object]:
-    """A guest program from a scenario: an AArch64 assembly file (``*.S``, run under unicorn)
-    or a Python ``module:function``."""
-    if ref.endswith((".S", ".s")):
-        from pathlib import Path
-
+    """A guest program from a scenario: an AArch64 assembly file (``*.S``) or ELF image
+    (``*.elf``), run under unicorn, or a Python ``module:function``."""
+    if ref.endswith((".S", ".s", ".elf")):
         from pmupart.guest.aarch64 import AArch64Program
-        return AArch64Program.from_asm(Path(ref).read_text(encoding="utf-8"))
+        return AArch64Program.from_file(ref)
     import importlib
 
     mod, _, attr = ref.partition(":")

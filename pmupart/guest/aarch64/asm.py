@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from pmupart.arch.sysreg import BY_NAME
 from pmupart.errors import PmupartError
+from pmupart.guest.aarch64.gic import ICC_REGS
 
 __all__ = ["OTHER_SYSREGS", "AsmError", "Assembled", "assemble", "sysreg_encoding"]
 
@@ -58,6 +59,8 @@ OTHER_SYSREGS: dict[str, tuple[int, int, int, int, int]] = {
     "MIDR_EL1": (3, 0, 0, 0, 0),
     "MPIDR_EL1": (3, 0, 0, 0, 5),
 }
+# The GICv3 CPU interface registers (pmupart.guest.aarch64.gic; IHI 0069 §12.2).
+OTHER_SYSREGS.update({name: enc for enc, name in ICC_REGS.items()})
 
 
 class AsmError(PmupartError, ValueError):

@@ -65,10 +65,12 @@ or a KVM guest CPU (``pmupart.kvm``, emulated or partitioned vPMU).  What it mod
 * **Interrupts through the GIC.**  Until the guest touches the GIC (an ICC_* register or the
   GICD/GICR windows) the PMU interrupt goes straight to the PE, as above; from then on it is
   PPI :data:`PMU_PPI` (under KVM, the PPI the VMM set) of the GIC model and is taken only
-  when the GIC signals it.  Under a KVM vCPU every interrupt the guest takes goes through
-  KVM's injection (``pmupart.kvm.run.kvm_inject_guest_pmu_irq``: the vCPU's stats, the
-  vGIC injection cost) after the host took the physical interrupt (``retire``); on a bare
-  PE the PPI is delivered directly.
+  when the GIC signals it (a GICR/GICD write takes effect at the next block boundary: a
+  taken branch, an exception, an ISB; the GIC architecture leaves the delay open).  Under
+  a KVM vCPU every interrupt the guest takes goes through KVM's injection
+  (``pmupart.kvm.run.kvm_inject_guest_pmu_irq``: the vCPU's stats, the vGIC injection cost)
+  after the host took the physical interrupt (``retire``); on a bare PE the PPI is delivered
+  directly.
 
 Limits: code must not modify itself (hook sites are found by scanning the code once); the
 MMU stays off (flat memory); SIMD structure loads count their MEM_ACCESS correctly but
@@ -1062,7 +1064,7 @@ class _Run:
                 uc.reg_write(_xreg(A, rt), acc.value or 0)
             if write:
                 if (not self.precise and rd is not None
-                        and rd.family in ("PMEVTYPER<n>_EL0", "PMXEVTYPER_EL0")
+                        and (rd.family == "PMEVTYPER<n>_EL0" or rd.name == "PMXEVTYPER_EL0")
                         and (value & 0xFFFF) in _PRECISE_EVENTS):
                     self.want_precise = True
                     self.stop_pc = pc + 4

@@ -287,16 +287,21 @@ def run_one(key: str, backend: str, scale: float = 1.0, seed: int = 0) -> Measur
     at_first: dict[tuple[str, str], int] = {}
     started: list[bool] = []
 
-    def on_done(kind: str, data: dict[str, Any]) -> None:
-        if kind == "start":
-            seen.append(data["machine"])
-        elif kind == "retire" and seen and not started:
-            started.append(True)  # the perf session is set up: the workload starts
-            at_first.update(seen[0].host.stats.el2_ns)
-        elif kind == "done" and seen and not at_done:
-            at_done.update(seen[0].host.stats.el2_ns)
+    class OnDone:
+        """Notes the EL2 time when the workload starts and ends (engine events only)."""
 
-    r = run_scenario(scenario(key, backend, scale, seed), listeners=[on_done])
+        engine_events_only = True
+
+        def __call__(self, kind: str, data: dict[str, Any]) -> None:
+            if kind == "start":
+                seen.append(data["machine"])
+            elif kind == "retire" and seen and not started:
+                started.append(True)  # the perf session is set up: the workload starts
+                at_first.update(seen[0].host.stats.el2_ns)
+            elif kind == "done" and seen and not at_done:
+                at_done.update(seen[0].host.stats.el2_ns)
+
+    r = run_scenario(scenario(key, backend, scale, seed), listeners=[OnDone()])
     m = measure(key, backend, r, exp.kernel_fraction, at_done or None, at_first)
     m.wall_s = time.perf_counter() - t0
     if exp.work_s is not None and not m.finished:

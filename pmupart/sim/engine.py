@@ -177,7 +177,24 @@ class Engine:
 
     # ------------------------------------------------------------------ the loop
     def run(self, progress: Callable[[int], None] | None = None) -> None:
-        """Run until ``duration_ns`` (or every context is done)."""
+        """Run until ``duration_ns`` (or every context is done).  The host's events (traps,
+        interrupts, EL2 work: many per sample) are forwarded to the listeners only if one of
+        them wants them: a listener with ``engine_events_only = True`` (the cover-letter
+        experiment's) hears the engine's own events, and with no other listener the host
+        does not build them at all."""
+        hl = self.host.listeners
+        idx = hl.index(self._forward) if self._forward in hl else -1
+        if idx >= 0 and all(getattr(fn, "engine_events_only", False) for fn in self.listeners):
+            del hl[idx]
+        else:
+            idx = -1
+        try:
+            self._run_loop(progress)
+        finally:
+            if idx >= 0:
+                hl.insert(idx, self._forward)
+
+    def _run_loop(self, progress: Callable[[int], None] | None) -> None:
         end = self.duration_ns
         mig = self.migration
         next_global = mig.interval_ns if mig.policy is not MigrationPolicy.NONE else end

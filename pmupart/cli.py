@@ -139,6 +139,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "experiment": "pmupart.check.cli_experiment:experiment",
     "probe": "pmupart.probe.cli:probe",
     "sweep": "pmupart.sweep.cli:sweep",
+    "findings": "pmupart.check.findings:findings",
 }
 
 

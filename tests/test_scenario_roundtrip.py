@@ -136,6 +136,7 @@ affinity = [0, 1, 4]
 vcpu_affinity = ["0-1", "4"]
 workload = "compute"
 program = "pmupart.guest.programs:counting_loop"
+init_cpu = 1
 filter = [
   { action = "allow", events = ["CPU_CYCLES", "INST_RETIRED"] },
   { action = "deny", base = "0x30", nevents = 16 },

@@ -28,8 +28,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pmupart.check.invariants import ALL_INVARIANTS, Invariant, InvariantViolation
+from pmupart.check.invariants import ALL_INVARIANTS as _BASE_INVARIANTS
+from pmupart.check.invariants import Invariant, InvariantViolation
+from pmupart.check.invariants_guest import GUEST_INVARIANTS
 from pmupart.check.ledger import Ledger
+
+#: Every invariant: the core set and the guest-rights set (invariants_guest, issue 9).
+ALL_INVARIANTS: tuple[type[Invariant], ...] = (*_BASE_INVARIANTS, *GUEST_INVARIANTS)
 
 if TYPE_CHECKING:
     from pmupart.arch.pe import PE

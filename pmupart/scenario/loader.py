@@ -830,13 +830,17 @@ class _Builder:
                          for j, a in enumerate(v.vcpu_affinity))
             perf = self.perf((*loc, "perf"), v.perf) if v.perf is not None else None
             program = self.program((*loc, "program"), v.program) if v.program else None
+            if v.init_cpu >= len(self.topology.cpus):
+                self.fail((*loc, "init_cpu"), f"expected a CPU of machine "
+                          f"{self.topology.name!r} (0..{len(self.topology.cpus) - 1}), found "
+                          f"{v.init_cpu}")
             vms.append(VmSpec(
                 name=v.name, vcpus=v.vcpus, pmu=v.pmu, irqchip=v.irqchip, irq=v.irq,
                 partition=v.partition, set_pmu=v.set_pmu, nr_counters=v.nr_counters,
                 filters=self.filters((*loc, "filter"), v.filter), affinity=aff,
                 vcpu_affinity=vaff,
                 workload=self.workload_ref((*loc, "workload"), v.workload, wls), perf=perf,
-                program=program))
+                program=program, init_cpu=v.init_cpu))
 
         mg = f.migration
         migration = MigrationSpec(MigrationPolicy(mg.policy),

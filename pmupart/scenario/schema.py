@@ -152,6 +152,7 @@ class VmTable(_Strict):
     workload: str = "idle"
     perf: GuestPerfTable | None = None
     program: str | None = None
+    init_cpu: int = Field(default=0, ge=0)
 
 
 class HostTaskTable(_Strict):

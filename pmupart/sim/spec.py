@@ -114,6 +114,9 @@ class VmSpec:
     #: a guest program each vCPU runs once, when first scheduled: an AArch64 assembly file
     #: (``*.S``) or a Python ``module:function`` taking the guest CPU (KVM's ``program(cpu)``)
     program: str | None = None
+    #: the physical CPU the VMM thread runs KVM_ARM_VCPU_INIT on: KVM gives a VM without
+    #: SET_PMU the PMU of that CPU (``kvm_arm_set_default_pmu``, kernel-code-deltas §5.11)
+    init_cpu: int = 0
 
 
 @dataclass(frozen=True, slots=True)

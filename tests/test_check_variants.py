@@ -21,6 +21,7 @@ from pmupart.check import Checker, InvariantViolation
 from pmupart.host.topology import Topology
 from pmupart.kvm import uapi
 from pmupart.kvm.options import HpmnSource, KvmOptions
+from pmupart.kvm.revision import MixedPmuver
 from pmupart.sim import (
     MigrationPolicy,
     MigrationSpec,
@@ -54,7 +55,11 @@ def scenario(topology: dict[str, Any], opts: KvmOptions, *, vms: int = 1, vcpus:
              ms: int = 30) -> ScenarioSpec:
     return ScenarioSpec(
         "variant", topology, duration_ns=ms * 10**6, seed=3,
-        machine_options={"reserved_host_counters": 2, "kvm_options": opts},
+        # HETERO mixes PMUv3p5 and p7, where mainline offers no guest PMU (kernel-code-deltas
+        # §3.6): these stories are the what-if mixed_pmuver = vm-pmu
+        machine_options={"reserved_host_counters": 2,
+                         "kvm_options": dataclasses.replace(opts,
+                                                            mixed_pmuver=MixedPmuver.VM_PMU)},
         vms=tuple(VmSpec(f"vm{i}", vcpus=vcpus, workload="compute", perf=PerfSession(EV4),
                          partition=True) for i in range(vms)),
         host_perf=(PerfSession(EV4),), workloads={"compute": WL},

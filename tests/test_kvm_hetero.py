@@ -257,8 +257,13 @@ def test_v1_rule_on_a_smaller_cpu_does_not_touch_missing_counters() -> None:
     topo = Topology.from_mapping({"name": "h", "cluster": [
         {"core": "cortex-a720", "count": 1, "num_counters": 20},
         {"core": "c1-pro", "count": 1}]})
+    from pmupart.kvm.revision import MixedPmuver
+
+    # A720 (p7) + C1-Pro (p8): the what-if where KVM offers a guest PMU (kernel-code-deltas
+    # §3.6: mainline offers none on CPUs that differ in PMUVer)
     m = Machine.from_topology(topo, reserved_host_counters=2,
-                              kvm_options=KvmOptions(hpmn_source=HpmnSource.VM_PMU))
+                              kvm_options=KvmOptions(hpmn_source=HpmnSource.VM_PMU,
+                                                     mixed_pmuver=MixedPmuver.VM_PMU))
     vcpu = m.kvm.create_vm().create_vcpu()
     g = uapi.KVM_ARM_VCPU_PMU_V3_CTRL
     vcpu.set_device_attr(g, m.kvm.options.enable_partition_attr, 1)

@@ -11,6 +11,7 @@ from pmupart import Machine
 from pmupart.arch import Outcome
 from pmupart.host.topology import Topology
 from pmupart.kvm import uapi
+from pmupart.kvm.revision import revision_with
 from pmupart.kvm.uapi import KVM_ARM_VCPU_PMU_V3_CTRL as CTRL
 
 IRQ, INIT, FILTER, SET_NR, PART = 0, 1, 2, 4, 5
@@ -18,10 +19,15 @@ C = 1 << 31
 LC, E = 1 << 6, 1
 
 
-def machine(*cores: str, revision: str = "v8", **kw: Any) -> Machine:
+def machine(*cores: str, revision: str = "v8", what_if: bool = False, **kw: Any) -> Machine:
+    """A host of one CPU per core named; ``what_if`` offers a guest PMU even where the cores
+    differ in PMUVer (mainline offers none, §3.6)."""
     topo = Topology.from_mapping({"name": "t", "cluster": [{"core": c, "count": 1}
                                                            for c in cores]})
-    return Machine.from_topology(topo, revision=revision, **kw)
+    rev: Any = revision
+    if what_if:
+        rev = revision_with(revision, mixed_pmuver="vm-pmu")
+    return Machine.from_topology(topo, revision=rev, **kw)
 
 
 def vcpu(m: Machine, partition: bool = False, filt: list[Any] | None = None,
@@ -151,7 +157,7 @@ def test_guest_hpmn0_follows_the_cpufeature_table(revision: str, hpmn0: int) -> 
     series' FEAT_HPMN0 cpufeature entry is FTR_LOWER_SAFE (lowest of the system)."""
     m = machine("c1-pro", "c1-pro", revision=revision)
     assert run(vcpu(m), read("ID_AA64DFR0_EL1"))["acc"].value >> 60 == hpmn0
-    mixed = machine("c1-pro", "cortex-a720", revision=revision)
+    mixed = machine("c1-pro", "cortex-a720", revision=revision, what_if=True)
     assert run(vcpu(mixed), read("ID_AA64DFR0_EL1"), cpu=0)["acc"].value >> 60 == 0
 
 
@@ -159,7 +165,7 @@ def test_dfr1_is_raz_and_mmfr0_is_the_lowest_fgt() -> None:
     """ID_AA64DFR1_EL1 is ftr_raz in mainline; ID_AA64MMFR0_EL1.FGT is FTR_LOWER_SAFE."""
     fgt = machine("cortex-a720", "cortex-a720")
     assert run(vcpu(fgt), read("ID_AA64MMFR0_EL1"))["acc"].value >> 56 & 0xF == 1
-    mixed = machine("cortex-a720", "cortex-a710")
+    mixed = machine("cortex-a720", "cortex-a710", what_if=True)
     assert run(vcpu(mixed), read("ID_AA64MMFR0_EL1"))["acc"].value == 0
     assert run(vcpu(fgt), read("ID_AA64DFR1_EL1"))["acc"].value == 0
 
@@ -263,3 +269,23 @@ def test_pmselr_is_zeroed_at_every_vcpu_load(leaver: str) -> None:
         run(p, part)  # loaded with its state in hardware, then put
     out = run(vcpu(m), read("PMXEVCNTR_EL0"))
     assert out["acc"].outcome is Outcome.OK
+
+
+@pytest.mark.parametrize("revision", ["upstream", "v8", "intent"])
+def test_no_guest_pmu_on_a_host_mixing_pmu_versions(revision: str) -> None:
+    """ID_AA64DFR0.PMUVer is FTR_EXACT with safe value 0: on CPUs that differ (A720 p7, A76
+    p1) the sanitised PMUVer is 0, kvm_host_pmu_init registers no PMU for guests, and
+    KVM_ARM_VCPU_INIT refuses the PMUv3 feature with -EINVAL.  The what-if choice
+    mixed_pmuver = vm-pmu offers the VM PMU's version instead."""
+    import errno
+
+    from pmupart.kvm import KvmError
+
+    m = machine("cortex-a720", "cortex-a76", revision=revision)
+    with pytest.raises(KvmError) as e:
+        m.kvm.create_vm().create_vcpu()
+    assert e.value.errno == errno.EINVAL
+    assert m.kvm.create_vm().create_vcpu(pmu=False) is not None
+    w = machine("cortex-a720", "cortex-a76", revision=revision, what_if=True)
+    v = vcpu(w)
+    assert (run(v, read("ID_AA64DFR0_EL1"))["acc"].value >> 8) & 0xF == 0b0110

@@ -13,7 +13,7 @@ from pmupart.arch.events import event_number as E
 from pmupart.arch.policy import ChainStraddle, Policies
 from pmupart.host.kernel import HostCosts
 from pmupart.kvm.options import HpmnSource, KvmCosts, Swap
-from pmupart.kvm.revision import REVISIONS
+from pmupart.kvm.revision import REVISIONS, MixedPmuver
 from pmupart.scenario import dump_scenario, load_scenario, load_scenario_text, schema
 from pmupart.sim import EventFilterSpec, MigrationPolicy, PerfMode, Phase
 
@@ -79,6 +79,7 @@ free_overflow = "flip-and-read-hw"
 guest_hpmn = "v8-as-posted"
 fgt_set = "computed"
 hpmn0_ftr = false
+mixed_pmuver = "vm-pmu"
 
 [kvm.costs]
 exit_round_trip = 1
@@ -211,7 +212,8 @@ def test_every_key_reaches_the_spec() -> None:
         REVISIONS["v8"], hpmn_source=HpmnSource.VM_PMU, swap=Swap.EAGER, set_hpmd=False,
         clear_pmovs_on_load=False, filter_at_load=False, save_pmovs_on_put=False,
         emulated_swinc_el_filter=True, enable_partition_attr=7, clear_pmovs_on_put=False,
-        filter_first_load_only=True, hpmn0_ftr=False)
+        filter_first_load_only=True, hpmn0_ftr=False,
+        mixed_pmuver=MixedPmuver.VM_PMU)
     assert o["kvm_costs"] == KvmCosts(1, 2, 3, 4, 5, 6)
     assert o["host_costs"] == HostCosts(11, 12, 13, 14, 15, 16, 17, 18, 19)
     assert o["policies"] == Policies(chain_straddle=ChainStraddle.NO_COUNT, unknown_reset=1,

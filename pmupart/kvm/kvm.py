@@ -20,8 +20,9 @@ from pmupart.arch.features import PMUVer
 from pmupart.errors import PmupartError
 from pmupart.host.perf_event import Task
 from pmupart.kvm import uapi
+from pmupart.kvm.idregs import guest_pmuv3_supported
 from pmupart.kvm.options import Backend, KvmCosts
-from pmupart.kvm.revision import IrqDemux, PartitionAttr, PartitionSupport, Revision
+from pmupart.kvm.revision import IrqDemux, MixedPmuver, PartitionAttr, PartitionSupport, Revision
 
 if TYPE_CHECKING:
     from pmupart.host.arm_pmuv3 import ArmPmu
@@ -164,6 +165,12 @@ class VM:
         if pmu and not host.pmus:
             raise KvmError(errno.EINVAL, "KVM_ARM_VCPU_INIT", "KVM_ARM_VCPU_PMU_V3",
                            "no host PMU: the PMUv3 vCPU feature is unsupported")
+        if pmu and not guest_pmuv3_supported(host) \
+                and self.kvm.revision.mixed_pmuver is MixedPmuver.NO_GUEST_PMU:
+            raise KvmError(errno.EINVAL, "KVM_ARM_VCPU_INIT", "KVM_ARM_VCPU_PMU_V3",
+                           "the host's CPUs differ in PMUVer (sanitised to 0): "
+                           "kvm_host_pmu_init registered no PMU for guests "
+                           "(kvm.mixed_pmuver = \"vm-pmu\" for the what-if)")
         default = None
         if pmu and self.arm_pmu is None:
             default = next((p for p in host.pmus if init_cpu in p.cpus), None)
@@ -205,9 +212,9 @@ class VM:
         v = kvm_arm_pmu_get_pmuver_limit(self.kvm.host)
         if v:
             return PMUVer(v)
-        # Model ASSUMPTION: CPUs that differ in PMUVer sanitise to 0, where mainline offers no
-        # guest PMU at all (kvm_host_pmu_init, idregs.guest_pmuv3_supported); such what-if
-        # hosts keep the VM PMU's version, capped, so that they stay usable.
+        # CPUs that differ in PMUVer sanitise to 0: mainline offers no guest PMU there (the
+        # vCPU is refused at init); the what-if choice mixed_pmuver = vm-pmu takes the VM
+        # PMU's version, capped.
         pmu = self.arm_pmu
         return min(pmu.core.pmuver, PMUVer.V3P5) if pmu is not None else PMUVer.V3
 

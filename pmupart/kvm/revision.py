@@ -219,6 +219,20 @@ class FgtSet(Enum):
     COMPUTED = "computed"
 
 
+# ---------------------------------------------------------------------- ID registers (§3.6)
+class MixedPmuver(Enum):
+    """A host whose CPUs differ in ID_AA64DFR0_EL1.PMUVer (a 32-bit-counter core next to a
+    64-bit one, or PMUv3p7 next to p8)."""
+
+    #: mainline (every revision): PMUVer is FTR_EXACT with safe value 0 in cpufeature.c, so
+    #: ``kvm_arm_pmu_get_pmuver_limit`` is 0, ``kvm_host_pmu_init`` registers no PMU for
+    #: guests, and KVM_ARM_VCPU_INIT refuses the PMUv3 feature (-EINVAL)
+    NO_GUEST_PMU = "no-guest-pmu"
+    #: what-if (pmupart before kernel-code-deltas §3.6): KVM offers a guest PMU there anyway,
+    #: its PMUVer the VM PMU's capped at p5; for heterogeneous stories beyond mainline
+    VM_PMU = "vm-pmu"
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Revision:
     """One kernel revision's choices.
@@ -292,6 +306,8 @@ class Revision:
     #: ARM64_HAS_HPMN0 capability its debug.c tests).  Mainline has no entry: the sanitised
     #: value, and the guest's, has HPMN0 = 0 (cpufeature.c ``ftr_id_aa64dfr0``).
     hpmn0_ftr: bool = True
+    #: a host mixing PMU versions: no guest PMU (mainline) or the VM PMU's (what-if)
+    mixed_pmuver: MixedPmuver = MixedPmuver.NO_GUEST_PMU
     # ---- emulated vPMU
     #: apply the counter's EL filter to the emulated vPMU's SW_INCR and CHAIN, as the
     #: architecture does (ARM §D13.7.3.2); upstream ``kvm_pmu_counter_increment`` checks only

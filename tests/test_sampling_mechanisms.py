@@ -155,3 +155,35 @@ def test_jobs_give_the_same_results() -> None:
         [(r.emulated, r.partitioned) for r in rows2]
     with pytest.raises(ValueError, match="jobs"):
         cover_letter(scale=0.02, jobs=0)
+
+
+TOML = """\
+[scenario]
+name = "task-switch"
+duration = "20ms"
+
+[machine]
+preset = "tensor-g1"
+
+[workload.compute]
+ctx_switch_hz = 250
+rates = { L1D_CACHE = 0.4 }
+
+[[vm]]
+name = "vm0"
+affinity = "4"
+workload = "compute"
+perf = { events = ["CPU_CYCLES", "INST_RETIRED"], task = true }
+"""
+
+
+def test_a_scenario_runs_a_per_task_guest_session_with_task_switches() -> None:
+    from pmupart.scenario import ScenarioError, load_scenario_text
+    s = load_scenario_text(TOML, "t.toml")
+    assert s.vms[0].perf is not None and s.vms[0].perf.scope == "task:compute"
+    r = run_scenario(s)
+    work = {g.work: g.count for g in overhead(r).guest_work}
+    assert work["ctx_switch"] == 4  # one a tick: at 4, 8, 12 and 16 ms
+    with pytest.raises(ScenarioError, match="task"):
+        load_scenario_text(TOML.replace('task = true', 'task = false') +
+                           '\n[[host.perf]]\nevents = ["CPU_CYCLES"]\ntask = true\n', "t.toml")

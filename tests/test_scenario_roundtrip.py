@@ -107,6 +107,7 @@ external_debug_enabled = true
 
 [workload.compute]
 instructions = 2e6
+ctx_switch_hz = 125
 kernel_fraction = 0.25
 rates = { L1D_CACHE = 0.4, "0x21" = 0.15 }
 cpi = { "cortex-a520" = 1.5, "*" = 0.9 }
@@ -152,6 +153,7 @@ exclude_kernel = true
 exclude_guest = true
 exclude_host = true
 pinned = true
+task = true
 
 [[vm]]
 name = "vm1"
@@ -220,6 +222,7 @@ def test_every_key_reaches_the_spec() -> None:
                                      external_debug_enabled=True)
     w = s.workloads["compute"]
     assert w.instructions == 2_000_000
+    assert w.ctx_switch_hz == 125.0
     base_rates = {E("L1D_CACHE"): 0.4, 0x21: 0.15}
     # core_rates merge like rates: the phase's into the workload's, key by key
     assert w.phases == (
@@ -243,6 +246,7 @@ def test_every_key_reaches_the_spec() -> None:
     assert (p.mode, p.events, p.freq, p.period, p.exclude_user, p.exclude_kernel,
             p.exclude_guest, p.exclude_host, p.pinned) == \
         (PerfMode.RECORD, (0x11, 8), 500, 0, True, True, True, True, True)
+    assert p.scope == "task:compute"  # perf ... -- <the VM's workload>
     assert vm0.filters == (EventFilterSpec("allow", 0x11, 1), EventFilterSpec("allow", 8, 1),
                            EventFilterSpec("deny", 0x30, 16))
     assert (vm1.pmu, vm1.set_pmu, vm1.perf, vm1.workload) == (False, None, None, "idle")

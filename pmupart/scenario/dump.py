@@ -119,6 +119,8 @@ def _workload(w: Workload) -> list[str]:
     out = ["", f"[workload.{_k(w.name)}]"]
     if w.instructions is not None:
         out.append(f"instructions = {w.instructions}")
+    if w.ctx_switch_hz:
+        out.append(f"ctx_switch_hz = {_v(w.ctx_switch_hz)}")
     phases = w.phases
     if len(phases) == 1 and phases[0].duration_ns is None:
         p = phases[0]
@@ -152,6 +154,8 @@ def _perf(p: PerfSession, host: bool) -> dict[str, Any]:
             d["period"] = p.period
     if host:
         d["scope"] = p.scope
+    elif p.scope.startswith("task"):
+        d["task"] = True
     for k in ("exclude_user", "exclude_kernel", "exclude_guest", "exclude_host", "pinned"):
         if getattr(p, k):
             d[k] = True

@@ -653,7 +653,7 @@ class _Builder:
                     self.fail((*loc, "instructions"), f"expected a whole number of "
                               f"instructions above zero, found {_found(v)}")
                 instr = int(v)
-            out[name] = Workload(name, tuple(phases), instr)
+            out[name] = Workload(name, tuple(phases), instr, ctx_switch_hz=w.ctx_switch_hz)
         return out
 
     def program(self, loc: Loc, ref: str) -> str:
@@ -800,6 +800,9 @@ class _Builder:
                     self.fail((*loc, "scope"), f"host task {name!r} is not defined"
                               f"{suggest(name, task_names)}; defined: "
                               f"{', '.join(task_names) or 'none'}")
+            if hp.task:
+                self.fail((*loc, "task"), "'task' is for a guest's perf session; a host "
+                          "session says scope = \"task:<name>\"")
             host_perf.append(self.perf(loc, hp, scope))
 
         vms: list[VmSpec] = []
@@ -828,7 +831,9 @@ class _Builder:
                           f"per vCPU), found {len(v.vcpu_affinity)}")
             vaff = tuple(self.cpus((*loc, "vcpu_affinity", j), a)
                          for j, a in enumerate(v.vcpu_affinity))
-            perf = self.perf((*loc, "perf"), v.perf) if v.perf is not None else None
+            perf = self.perf((*loc, "perf"), v.perf,
+                             f"task:{v.workload}" if v.perf.task else "system") \
+                if v.perf is not None else None
             program = self.program((*loc, "program"), v.program) if v.program else None
             if v.init_cpu >= len(self.topology.cpus):
                 self.fail((*loc, "init_cpu"), f"expected a CPU of machine "

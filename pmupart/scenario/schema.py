@@ -112,6 +112,7 @@ class WorkloadTable(_Strict):
     cpi: dict[str, float] = Field(default_factory=dict)
     kernel_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
     phase: list[PhaseTable] = Field(default_factory=list)
+    ctx_switch_hz: float = Field(default=0.0, ge=0.0)
 
 
 class GuestPerfTable(_Strict):
@@ -124,6 +125,7 @@ class GuestPerfTable(_Strict):
     exclude_guest: bool = False
     exclude_host: bool = False
     pinned: bool = False
+    task: bool = False  #: a guest's ``perf ... -- <cmd>``: per task, not the whole guest
 
 
 class HostPerfTable(GuestPerfTable):

@@ -345,6 +345,9 @@ class PE:
 
     @el.setter
     def el(self, value: int) -> None:
+        if value.__class__ is int and (0 <= value <= 1 or (value == 2 and self.has_el2)):
+            self._el = value  # the common case, checked in one line
+            return
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"PE.el must be an int 0..2, not {type(value).__name__}")
         top = 2 if self.has_el2 else 1

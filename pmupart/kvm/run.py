@@ -33,7 +33,7 @@ _HCR_HOST = (1 << 34) | (1 << 27)
 #: Writes that can change the virtual interrupt condition (PMCR.E, PMINTEN, PMOVS, counters).
 _IRQ_REGS = frozenset({"PMCR_EL0", "PMINTENSET_EL1", "PMINTENCLR_EL1", "PMOVSSET_EL0",
                        "PMOVSCLR_EL0", "PMCNTENSET_EL0", "PMCNTENCLR_EL0", "PMSWINC_EL0"})
-_ID_REGS = ("ID_AA64DFR0_EL1", "ID_AA64DFR1_EL1", "ID_AA64MMFR0_EL1")
+_ID_REGS = frozenset(("ID_AA64DFR0_EL1", "ID_AA64DFR1_EL1", "ID_AA64MMFR0_EL1"))
 
 
 def kvm_arch_vcpu_load(vcpu: VCPU, cpu: int) -> None:

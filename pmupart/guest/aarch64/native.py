@@ -3,8 +3,10 @@
 A Python callback on every basic block runs at a few million guest instructions per
 second; the same callback compiled to machine code and registered through unicorn's C
 hook API (``uc_hook_add``) costs a few nanoseconds.  The callbacks are written in LLVM IR
-below and compiled at import time by llvmlite (a PyPI wheel: no compiler, no system
-package).  They share one array of 64-bit words with Python (:class:`NativeState`):
+below and compiled by llvmlite (a PyPI wheel: no compiler, no system package) once, in a
+child process, to position-independent machine code cached under ``~/.cache/pmupart``; a
+run maps that code, so the process running guests never loads LLVM.  They share one array
+of 64-bit words with Python (:class:`NativeState`):
 
 * the **block hook** (``UC_HOOK_BLOCK``) adds the block's instruction count (AArch64
   instructions are 4 bytes) to ``ICOUNT``, records where the block ends and calls
@@ -25,7 +27,15 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
+import mmap
+import os
+import platform
+import struct
+import subprocess
+import sys
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 # Word indices in the shared state array.
@@ -164,32 +174,145 @@ entry:
 """
 
 
+_NAMES = ("block_hook", "block_hook_precise", "checkpoint_hook", "mem_hook")
+
+
+def _llvm_target_machine(**kw: Any) -> Any:
+    import llvmlite.binding as llvm
+
+    # Older llvmlite needs this; newer ones initialise LLVM themselves and refuse it.
+    with contextlib.suppress(RuntimeError):
+        llvm.initialize()
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(opt=2, **kw)
+
+
+def emit_machine_code() -> dict[str, Any]:
+    """Compile the hooks to an object file and return its ``.text`` bytes and the offsets of
+    the hook functions, if the code needs no relocation (position-independent, no external
+    symbols: the hooks call ``uc_emu_stop`` through a pointer in the shared state)."""
+    import llvmlite.binding as llvm
+
+    tm = _llvm_target_machine(reloc="pic", codemodel="small")
+    mod = llvm.parse_assembly(_IR)
+    mod.verify()
+    obj = bytes(tm.emit_object(mod))
+    if obj[:4] != b"\x7fELF" or obj[4] != 2 or obj[5] != 1:
+        raise RuntimeError("not a little-endian ELF-64 object")
+    shoff, = struct.unpack_from("<Q", obj, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", obj, 0x3A)
+    shdrs = [struct.unpack_from("<IIQQQQIIQQ", obj, shoff + i * shentsize) for i in range(shnum)]
+    names_off = shdrs[shstrndx][4]
+
+    def name(off: int) -> str:
+        end = obj.index(b"\0", off)
+        return obj[off:end].decode()
+
+    text_idx = next(i for i, sh in enumerate(shdrs) if name(names_off + sh[0]) == ".text")
+    for sh in shdrs:
+        if sh[1] in (4, 9) and sh[7] == text_idx:  # SHT_RELA / SHT_REL applying to .text
+            raise RuntimeError("the hooks' code needs relocations")
+    text = obj[shdrs[text_idx][4]:shdrs[text_idx][4] + shdrs[text_idx][5]]
+    syms: dict[str, int] = {}
+    for sh in shdrs:
+        if sh[1] != 2:  # SHT_SYMTAB
+            continue
+        stroff = shdrs[sh[6]][4]
+        for k in range(sh[5] // 24):
+            st_name, _info, _other, st_shndx, st_value, _size = struct.unpack_from(
+                "<IBBHQQ", obj, sh[4] + k * 24)
+            if st_shndx == text_idx and st_name:
+                syms[name(stroff + st_name)] = st_value
+    missing = [n for n in _NAMES if n not in syms]
+    if missing:
+        raise RuntimeError(f"hooks missing from the object: {missing}")
+    return {"code": text.hex(), "syms": {n: syms[n] for n in _NAMES}}
+
+
+def _cache_file() -> Path:
+    import hashlib
+
+    try:
+        import llvmlite
+
+        ver = str(llvmlite.__version__)
+    except ImportError:
+        ver = "none"
+    key = hashlib.sha256(f"{_IR}|{ver}|{platform.machine()}|{sys.platform}".encode())
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "pmupart" / f"native-hooks-{key.hexdigest()[:16]}.json"
+
+
+def _load_machine_code() -> dict[str, Any] | None:
+    """The hooks' machine code: from the cache, else compiled in a child process (so this
+    process never loads LLVM, ~80 MB of memory), then cached.  None if that fails."""
+    path = _cache_file()
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        pass
+    code = ("import json; from pmupart.guest.aarch64.native import emit_machine_code; "
+            "print(json.dumps(emit_machine_code()))")
+    try:
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, timeout=120)
+        data = dict(json.loads(p.stdout))
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(path)
+    return data
+
+
 class _Compiled:
-    """The compiled hooks: function addresses, kept alive with their execution engine."""
+    """The compiled hooks: function addresses, kept alive with their code.
+
+    The code is position-independent machine code compiled by LLVM (llvmlite) from the IR
+    above, loaded into an executable mapping; where that is not possible (no ELF object, a
+    system that refuses executable mappings) the hooks are JIT-compiled in this process."""
 
     def __init__(self) -> None:
+        self._keep: Any = None
+        data = _load_machine_code() if sys.platform.startswith("linux") else None
+        if data is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._map(bytes.fromhex(data["code"]), data["syms"])
+                return
+        self._jit()
+
+    def _map(self, code: bytes, syms: dict[str, int]) -> None:
+        size = max(len(code), 1)
+        mem = mmap.mmap(-1, size, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        mem.write(code)
+        base = ctypes.addressof(ctypes.c_char.from_buffer(mem))
+        self._keep = mem
+        self.block = base + syms["block_hook"]
+        self.block_precise = base + syms["block_hook_precise"]
+        self.checkpoint = base + syms["checkpoint_hook"]
+        self.mem = base + syms["mem_hook"]
+
+    def _jit(self) -> None:
         import llvmlite.binding as llvm
 
-        # Older llvmlite needs this; newer ones initialise LLVM themselves and refuse it.
-        with contextlib.suppress(RuntimeError):
-            llvm.initialize()
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-        target = llvm.Target.from_default_triple()
-        tm = target.create_target_machine(opt=2)
+        tm = _llvm_target_machine()
         mod = llvm.parse_assembly(_IR)
         mod.verify()
-        self._engine: Any = llvm.create_mcjit_compiler(mod, tm)
-        self._engine.finalize_object()
-        self.block = int(self._engine.get_function_address("block_hook"))
-        self.block_precise = int(self._engine.get_function_address("block_hook_precise"))
-        self.checkpoint = int(self._engine.get_function_address("checkpoint_hook"))
-        self.mem = int(self._engine.get_function_address("mem_hook"))
+        self._keep = llvm.create_mcjit_compiler(mod, tm)
+        self._keep.finalize_object()
+        self.block = int(self._keep.get_function_address("block_hook"))
+        self.block_precise = int(self._keep.get_function_address("block_hook_precise"))
+        self.checkpoint = int(self._keep.get_function_address("checkpoint_hook"))
+        self.mem = int(self._keep.get_function_address("mem_hook"))
 
 
 @cache
 def compiled() -> _Compiled:
-    """Compile the hooks once per process (a few milliseconds)."""
+    """The hooks, once per process (from the cache: a fraction of a millisecond)."""
     return _Compiled()
 
 

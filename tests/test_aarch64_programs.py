@@ -157,19 +157,9 @@ def test_counts_are_exact_per_el_and_precise_events() -> None:
 
 # ---------------------------------------------------------------- on KVM vCPUs
 def kvm_vcpu(backend: str) -> Any:
-    from pmupart import Machine
-    from pmupart.host.topology import Topology
-    from pmupart.kvm import uapi
+    from pmupart.guest.vmm import pmu_vcpu
 
-    ctrl = uapi.KVM_ARM_VCPU_PMU_V3_CTRL
-    topo = Topology.from_mapping({"name": "t", "cluster": [{"core": "cortex-a720", "count": 2}]})
-    m = Machine.from_topology(topo, reserved_host_counters=2, revision="intent")
-    v = m.kvm.create_vm().create_vcpu(pmu=True)
-    if backend == "partitioned":
-        v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION, 1)
-    v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_IRQ, 23)
-    v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_INIT, None)
-    return v
+    return pmu_vcpu("cortex-a720", backend, revision="intent")
 
 
 def run_on_vcpu(name: str, backend: str) -> Any:

@@ -17,6 +17,7 @@ pytest.importorskip("llvmlite")
 from pmupart.arch import PE
 from pmupart.guest.aarch64 import AArch64Program, RunResult
 from pmupart.guest.cc import build
+from pmupart.guest.vmm import pmu_vcpu
 
 SRC = Path(__file__).parent / "guest_c"
 CORES = ["cortex-a53", "cortex-a76", "neoverse-v2", "cortex-a720", "c1-pro"]
@@ -47,27 +48,11 @@ def pe_like(core: str, config: str) -> PE:
     return pe
 
 
-def kvm_vcpu(core: str, backend: str, revision: str = "intent") -> Any:
-    from pmupart import Machine
-    from pmupart.host.topology import Topology
-    from pmupart.kvm import uapi
-
-    ctrl = uapi.KVM_ARM_VCPU_PMU_V3_CTRL
-    topo = Topology.from_mapping({"name": "t", "cluster": [{"core": core, "count": 2}]})
-    m = Machine.from_topology(topo, reserved_host_counters=2, revision=revision)
-    v = m.kvm.create_vm().create_vcpu(pmu=True)
-    if backend == "partitioned":
-        v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION, 1)
-    v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_IRQ, 23)
-    v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_INIT, None)
-    return v
-
-
 def run(path: Path, core: str, config: str) -> tuple[RunResult, Any]:
     prog = AArch64Program.from_elf(path)
     if not config.startswith("kvm"):
         return prog(pe_like(core, config)), None
-    v = kvm_vcpu(core, config.split("-")[1])
+    v = pmu_vcpu(core, config.split("-")[1], revision="intent")
     out: list[RunResult] = []
     v.run(lambda cpu: out.append(prog(cpu)), cpu=0)
     return out[0], v
@@ -139,3 +124,29 @@ def test_exec_cli_on_elf(elf: dict[str, Path]) -> None:
     assert "stopped (exception-loop)" in res.output and "reason: nested fault" in res.output
     res = CliRunner().invoke(main, ["exec", str(elf["hello"]), "--read-symbol", "nope"])
     assert res.exit_code == 2 and "no symbol 'nope'" in res.output
+
+
+def test_scenario_vm_program_takes_an_elf(elf: dict[str, Path]) -> None:
+    from pmupart.scenario import load_scenario_text
+    from pmupart.sim.session import run_scenario
+
+    text = f'''
+[scenario]
+name = "elf"
+duration = "10ms"
+[machine]
+[[machine.cluster]]
+core = "cortex-a720"
+count = 1
+[[vm]]
+name = "vm0"
+affinity = "0"
+program = "{elf["hello"]}"
+'''
+    r = run_scenario(load_scenario_text(text))
+    ctx = next(c for c in r.contexts if c.vcpu is not None)
+    assert ctx.program_ran
+    res = ctx.program_result
+    assert isinstance(res, RunResult)
+    assert res.stop == "exit" and res.console.startswith("hello from EL1")
+    assert res.read_symbol("hello_answer") == 42

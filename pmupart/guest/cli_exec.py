@@ -178,24 +178,14 @@ def _exit_code(r: Any) -> int:
 
 
 def _kvm_vcpu(core: str, vpmu: str, reserved: int, revision: str = "v8") -> Any:
-    """A VMM's setup: a machine of two ``core`` CPUs, a VM with a vGIC, one vCPU with the PMU
-    (partitioned if asked), its overflow interrupt on PPI 23, initialised."""
-    from pmupart import Machine
+    """``pmu_vcpu`` with its errors as the command's (exit 2)."""
     from pmupart.cli import fail
-    from pmupart.host.topology import Topology
-    from pmupart.kvm import KvmError, uapi
+    from pmupart.guest.vmm import pmu_vcpu
+    from pmupart.kvm import KvmError
 
-    ctrl = uapi.KVM_ARM_VCPU_PMU_V3_CTRL
     try:
-        topo = Topology.from_mapping({"name": core, "cluster": [{"core": core, "count": 2}]})
-        m = Machine.from_topology(topo, reserved_host_counters=reserved, revision=revision)
-        v = m.kvm.create_vm().create_vcpu(pmu=True)
-        if vpmu == "partitioned":
-            v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION, 1)
-        v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_IRQ, 23)
-        v.set_device_attr(ctrl, uapi.KVM_ARM_VCPU_PMU_V3_INIT, None)
+        return pmu_vcpu(core, vpmu, reserved, revision)
     except KvmError as e:
         fail(f"setting up the {vpmu} vPMU on {core}: {e}")
     except ValueError as e:
         fail(str(e))
-    return v

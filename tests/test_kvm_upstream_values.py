@@ -289,3 +289,15 @@ def test_no_guest_pmu_on_a_host_mixing_pmu_versions(revision: str) -> None:
     w = machine("cortex-a720", "cortex-a76", revision=revision, what_if=True)
     v = vcpu(w)
     assert (run(v, read("ID_AA64DFR0_EL1"))["acc"].value >> 8) & 0xF == 0b0110
+
+
+def test_no_pmu_vcpu_el0_access_exits_to_kvm_and_undefs() -> None:
+    """__activate_traps_common opens PMUSERENR_EL0 for every vCPU, so a no-PMU guest's EL0 PMU
+    access traps to EL2 and KVM injects UNDEF; the host's PMUSERENR comes back at put."""
+    m = machine("cortex-a76", "cortex-a76")
+    m.host.cpus[0].pe.write_el2("PMUSERENR_EL0", 0x1)
+    v = m.kvm.create_vm().create_vcpu(pmu=False)
+    out = run(v, read("PMCCNTR_EL0", el=0))
+    assert out["acc"].outcome is Outcome.UNDEFINED
+    assert v.stats.traps["PMCCNTR_EL0"] == 1
+    assert m.host.cpus[0].pe.read_el2("PMUSERENR_EL0") == 0x1

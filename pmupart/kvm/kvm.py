@@ -243,6 +243,9 @@ class VCPU:
         self.on_unsupported_cpu = False
         self.task = Task(self.name, 1000 + 10 * len(vm.kvm.vms) + idx)
         self.last_cpu: int | None = None
+        #: the host's PMUSERENR_EL0 saved at load for a vCPU without a PMU backend
+        #: (``__activate_traps_common``; a backend saves its own)
+        self.host_userenr = 0
 
     @property
     def backend(self) -> Backend | None:

@@ -67,6 +67,11 @@ def kvm_arch_vcpu_load(vcpu: VCPU, cpu: int) -> None:
     if vcpu.pmu is not None:
         vcpu.pmu.load(cpu)
     else:
+        # The rest of __activate_traps_common for a vCPU without the PMU feature: save the
+        # host's PMUSERENR and open EL0 accesses, so that they reach EL2 (where KVM injects
+        # UNDEF) instead of faulting to the guest's EL1; restored at put.
+        vcpu.host_userenr = hc.pe.read_el2("PMUSERENR_EL0")
+        hc.pe.write_el2("PMUSERENR_EL0", 0xF)
         kvm_arm_setup_mdcr_el2(vcpu, cpu, guest_owned=False)
     host.emit("vcpu_load", cpu=cpu, vcpu=vcpu.name, migrated=migrated)
 
@@ -80,6 +85,8 @@ def kvm_arch_vcpu_put(vcpu: VCPU) -> None:
     hc = host.cpus[cpu]
     if vcpu.pmu is not None:
         vcpu.pmu.put(cpu)
+    else:
+        hc.pe.write_el2("PMUSERENR_EL0", vcpu.host_userenr)  # __deactivate_traps_common
     restore_host_traps(vcpu, cpu)
     pmu = host.pmu_of_cpu(cpu)
     hc.guest_loaded = False

@@ -286,3 +286,22 @@ def test_upstream_has_no_partitioned_backend() -> None:
     v.set_device_attr(CTRL, IRQ, 23)
     v.set_device_attr(CTRL, INIT, None)
     assert v.backend is not None and v.backend.value == "emulated"
+
+
+@pytest.mark.parametrize("rev", ["v8", "intent"])
+def test_overflow_pending_while_free(rev: str) -> None:
+    """§4.15: a FREE vCPU whose virtual PMCR.E, PMOVS and PMINTEN say "interrupt" (a VMM
+    restoring a migrated guest with KVM_SET_ONE_REG): v8 17/21 flips it to GUEST_OWNED and
+    decides from the hardware registers; the intent raises nothing while FREE."""
+    m = machine(rev)
+    v = vcpu(m)
+    p = pmu(v)
+    p.pmcr, p.ovs, p.inten = 1, 1, 1  # what the VMM restored
+    seen: list[tuple[bool, PmuAccess]] = []
+    v.run(lambda g: seen.append((p.overflow_status(), p.access)), cpu=0)
+    status, access = seen[0]
+    if rev == "v8":
+        # owned now; the hardware PMCR/PMINTENSET were never loaded, so no interrupt either
+        assert access is PmuAccess.GUEST_OWNED and status is False
+    else:
+        assert access is PmuAccess.FREE and status is False

@@ -20,6 +20,15 @@ _M32 = (1 << 32) - 1
 _EXCL_EL1, _EXCL_EL0 = 1 << 31, 1 << 30
 
 
+def _host_active(c: Any, cpu: int) -> int:
+    """The counters active host events hold on ``cpu``."""
+    mask = 0
+    for idx, ev in c.host.pmu_of_cpu(cpu).hw[cpu].events.items():
+        if ev.state is EventState.ACTIVE:
+            mask |= 1 << idx
+    return mask
+
+
 def _flags(v: int) -> str:
     return "|".join(n for b, n in _NAMES.items() if v & b) or "0"
 
@@ -149,11 +158,7 @@ class OverflowFlagsFromOwnCounters(Invariant):
         if not isinstance(cpu, int) or vcpu is None or not bits:
             return
         own = self.c.share(vcpu, cpu) if self.c.in_hw(vcpu, cpu) else 0
-        host = 0
-        pmu = self.c.host.pmu_of_cpu(cpu)
-        for idx, ev in pmu.hw[cpu].events.items():
-            if ev.state is EventState.ACTIVE:
-                host |= 1 << idx
+        host = _host_active(self.c, cpu)
         foreign = bits & ~own
         if foreign:
             whose = "a host event's" if foreign & host else "no counter of this vCPU's"
@@ -180,15 +185,13 @@ class HostPmuBackAfterPut(Invariant):
         cpu = data.get("cpu")
         if not isinstance(cpu, int):
             return
-        pmu = self.c.host.pmu_of_cpu(cpu)
-        active = [idx for idx, ev in pmu.hw[cpu].events.items()
-                  if ev.state is EventState.ACTIVE]
+        active = _host_active(self.c, cpu)
         pmcr = self.c.pe(cpu).read_el2("PMCR_EL0")
         if active and not pmcr & 1:
             self.report(cpu, str(data.get("vcpu")), "PMCR_EL0.E is clear after the vCPU's "
                         "PMU state was put while host events are active: their counters stop "
                         "until the host driver next starts the PMU", key=("pmcr-e",),
-                        pmcr=hex(pmcr), host_counters=_bits(sum(1 << i for i in active)))
+                        pmcr=hex(pmcr), host_counters=_bits(active))
 
 
 GUEST_INVARIANTS: tuple[type[Invariant], ...] = (

@@ -336,7 +336,9 @@ class ArmPmu:
         mask = (1 << 64) - 1 if (ev.attr.long or ev.hw_idx == CYCLE_IDX) else (1 << 32) - 1
         delta = (new - ev.prev_hw) & mask
         ev.prev_hw = new
-        ev.count += delta
+        # local64_add (armpmu_event_update): the count wraps at 2^64 like the kernel's, even
+        # when something else rewrote the counter (a guest under v8 as posted can)
+        ev.count = (ev.count + delta) & ((1 << 64) - 1)
         ev.period_left -= delta
 
     # ------------------------------------------------------------------ interrupt

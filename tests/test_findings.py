@@ -21,7 +21,8 @@ from pmupart.cli import main
 FINDINGS = load_findings()
 #: the findings of issue 9 (rel14's mixed-counter-width has its own test file)
 MINE = {"default-pmu-other-cluster", "flip-on-read-without-load", "guest-userenr-lost-at-put",
-        "host-overflow-to-running-vcpu", "host-pmcr-not-restored", "swinc-fallback-stale-state"}
+        "host-overflow-to-running-vcpu", "host-pmcr-not-restored", "swinc-fallback-stale-state",
+        "fallback-guest-pmcr-stops-host"}
 
 
 def test_at_least_six_findings_each_naming_v8_and_its_patch() -> None:

@@ -72,6 +72,7 @@ clear_pmovs_on_put = false
 evtyper_write = "virtual-until-load"
 pmovs_read = "virtual-only"
 swinc_fallback = "virtual"
+fallback_pmcr = "hardware"
 filter_exempt = "none"
 filter_first_load_only = true
 irq_demux = "running-vcpu"

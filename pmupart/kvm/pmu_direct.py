@@ -44,6 +44,7 @@ from pmupart.kvm.options import Backend, Swap
 from pmupart.kvm.pmu_direct_sys_regs import PartitionedSysRegs, PmuAccess
 from pmupart.kvm.revision import (
     CounterMask,
+    FallbackPmcr,
     FreeOverflow,
     GuestHpmn,
     HostPmcrAtPut,
@@ -123,6 +124,8 @@ class PartitionedPmu(PartitionedSysRegs):
         self.hpmn = setup.hpmn
         self._charge_swap(cpu, kvm_vcpu_load_fgt(self.vcpu, cpu, setup.hw_partition) + 1)
         if owned and (setup.hw_partition or self._hw_fallback(cpu)):
+            self.gated = not setup.hw_partition and \
+                self.rev.fallback_pmcr is FallbackPmcr.GATED
             self.kvm_pmu_load(cpu)
 
     def _hw_fallback(self, cpu: int) -> bool:
@@ -169,11 +172,17 @@ class PartitionedPmu(PartitionedSysRegs):
                 n += 1
             pe.write("PMCCNTR_EL0", self.ccntr)
             pe.write("PMSELR_EL0", self.selr)
-            pe.write("PMCR_EL0", self.pmcr & ~(PMCR_P | PMCR_C))
+            if self.gated:
+                # the host's PMCR with E set (harmless to the host: its counters run only
+                # with their PMCNTEN bits, which perf sets); the guest's E gates PMCNTEN
+                pe.write("PMCR_EL0", (self._host_pmcr | PMCR_E) & ~(PMCR_P | PMCR_C))
+            else:
+                pe.write("PMCR_EL0", self.pmcr & ~(PMCR_P | PMCR_C))
             if rev.clear_pmovs_on_load:
                 pe.write("PMOVSCLR_EL0", own)
-            pe.write("PMCNTENCLR_EL0", own & ~self.cnten)
-            pe.write("PMCNTENSET_EL0", own & self.cnten)
+            on = self.gated_cnten() if self.gated else own & self.cnten
+            pe.write("PMCNTENCLR_EL0", own & ~on)
+            pe.write("PMCNTENSET_EL0", on)
             pe.write("PMINTENCLR_EL1", own & ~self.inten)
             pe.write("PMINTENSET_EL1", own & self.inten)
             n += 9
@@ -222,9 +231,10 @@ class PartitionedPmu(PartitionedSysRegs):
                 n += 1
             self.ccntr = pe.read("PMCCNTR_EL0").value or 0
             self.selr = pe.read("PMSELR_EL0").value or 0
-            w = self.pmcr_writable()
-            self.pmcr = (self.pmcr & ~w) | ((pe.read("PMCR_EL0").value or 0) & w)
-            self.cnten = (pe.read("PMCNTENSET_EL0").value or 0) & own
+            if not self.gated:  # gated: the virtual PMCR and enables are authoritative
+                w = self.pmcr_writable()
+                self.pmcr = (self.pmcr & ~w) | ((pe.read("PMCR_EL0").value or 0) & w)
+                self.cnten = (pe.read("PMCNTENSET_EL0").value or 0) & own
             self.inten = (pe.read("PMINTENSET_EL1").value or 0) & own
             hw_ovs = (pe.read("PMOVSSET_EL0").value or 0) & own
             if rev.save_pmovs_on_put:
@@ -246,6 +256,7 @@ class PartitionedPmu(PartitionedSysRegs):
             self._restore_host_userenr(cpu)
         hc.guest_counter_mask = 0
         self.hw_cpu = None
+        self.gated = False
         if pmu.reservation is Reservation.DYNAMIC and self._reserving_pmu(cpu):
             # kvm_pmu_put restores hw_cntr_impl and reschedules only if it squeezed an
             # event out (v8 14/21 kvm_pmu_set_guest_counters(pmu, 0)).
@@ -299,7 +310,7 @@ class PartitionedPmu(PartitionedSysRegs):
             return False
         if self.hw_cpu is None:
             return super().overflow_status()
-        pmcr = self._hw("PMCR_EL0")
+        pmcr = self.pmcr if self.gated else self._hw("PMCR_EL0")
         inten = self._hw("PMINTENSET_EL1")
         return bool(pmcr & PMCR_E) and bool(own & self.ovs & inten)
 

@@ -60,6 +60,8 @@ class PartitionedSysRegs(VcpuPmu):
         self.hw_cpu: int | None = None  #: the CPU whose counters hold the guest state
         #: set while SW_INCR runs on the virtual registers (v8 09/21 ``access_pmswinc``)
         self._virtual_only = False
+        #: in hardware behind kept traps with ``FallbackPmcr.GATED``: PMCR stays virtual
+        self.gated = False
 
     # ------------------------------------------------------------------ provided by PartitionedPmu
     @property
@@ -136,6 +138,17 @@ class PartitionedSysRegs(VcpuPmu):
             return super().el0_disabled(reg, write)
         finally:
             self.userenr = saved
+
+    def gated_cnten(self) -> int:
+        """The guest counters' hardware PMCNTEN under ``FallbackPmcr.GATED``: the guest's
+        enables while its virtual PMCR_EL0.E is set, none otherwise."""
+        return self.cnten & self.own_mask if self.pmcr & 1 else 0
+
+    def write_gated_cnten(self) -> None:
+        own = self.own_mask
+        on = self.gated_cnten()
+        self._hw_write("PMCNTENCLR_EL0", own & ~on)
+        self._hw_write("PMCNTENSET_EL0", on)
 
     # ------------------------------------------------------------------ traps
     def handle_trap(self, reg: RegDef, write: bool, value: int, el: int) -> Access:
@@ -240,6 +253,20 @@ class PartitionedSysRegs(VcpuPmu):
                 self.store_counter(idx, value)
                 return _OK
             return Access(Outcome.OK, self.counter_value(idx))
+        if name == "PMCR_EL0" and self.gated:
+            # Intent, traps kept (HPMN = N): the host keeps PMCR; the guest's is virtual.
+            if not write:
+                return Access(Outcome.OK, self.pmcr_read())
+            w = self.pmcr_writable()
+            self.pmcr = (self.pmcr & ~w) | (value & w)
+            if value & PMCR_C:
+                self.store_counter(CYCLE_IDX, 0)
+            if value & PMCR_P:
+                for i in range(self.nr):
+                    self.store_counter(i, 0)
+            self.write_gated_cnten()
+            self.sync_irq()
+            return _OK
         if name == "PMCR_EL0":
             # kvm_pmu_direct_pmcr_read/_write (v8 09/21): hardware PMCR with N replaced; P
             # resets only the VM's counters.
@@ -253,6 +280,16 @@ class PartitionedSysRegs(VcpuPmu):
             if value & PMCR_P:  # only the guest's counters, not the host's
                 for i in range(self.nr):
                     self.store_counter(i, 0)
+            self.sync_irq()
+            return _OK
+        if name in _PAIRS and self.gated and name.startswith("PMCNTEN"):
+            if not write:
+                return Access(Outcome.OK, self.cnten & own)
+            if name == "PMCNTENSET_EL0":
+                self.cnten |= value & own
+            else:
+                self.cnten &= ~value
+            self.write_gated_cnten()
             self.sync_irq()
             return _OK
         if name in _PAIRS:
@@ -288,8 +325,9 @@ class PartitionedSysRegs(VcpuPmu):
                 self._virtual_only = False
             return
         saved = (self.pmcr, self.cnten)
-        self.pmcr = self._hw("PMCR_EL0")
-        self.cnten = self._hw("PMCNTENSET_EL0") & self.own_mask
+        if not self.gated:  # gated: the virtual PMCR and enables are the guest's
+            self.pmcr = self._hw("PMCR_EL0")
+            self.cnten = self._hw("PMCNTENSET_EL0") & self.own_mask
         try:
             super().counter_increment(mask, event, el)
         finally:

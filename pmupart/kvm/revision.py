@@ -158,6 +158,17 @@ class PmovsRead(Enum):
     VIRTUAL_ONLY = "virtual-only"
 
 
+class FallbackPmcr(Enum):
+    """The guest's PMCR_EL0 where the traps are kept but the counters are in hardware (no
+    FEAT_FGT: MDCR_EL2.HPMN stays N, so PMCR_EL0.E gates the host's counters too)."""
+
+    #: v8 09/21 ``kvm_pmu_direct_pmcr_write``: the guest's PMCR (E included) goes to hardware
+    HARDWARE = "hardware"
+    #: intent: the hardware PMCR stays the host's; the guest's PMCR is virtual and its E is
+    #: applied through the guest counters' PMCNTEN bits (its LC/LP do not reach hardware)
+    GATED = "gated"
+
+
 class SwincFallback(Enum):
     """``access_pmswinc`` of a GUEST_OWNED vCPU in the trap fallback (no FGT)."""
 
@@ -277,6 +288,8 @@ class Revision:
     pmovs_read: PmovsRead = PmovsRead.VIRTUAL_ONLY
     #: SW_INCR in the trap fallback (v8 09/21: on the stale virtual registers)
     swinc_fallback: SwincFallback = SwincFallback.VIRTUAL
+    #: the guest's PMCR in the trap fallback (v8 09/21: to hardware, gating host counters)
+    fallback_pmcr: FallbackPmcr = FallbackPmcr.HARDWARE
     # ---- event filter
     #: events the hardware filter never denies (v8 12/21: none)
     filter_exempt: FilterExempt = FilterExempt.NONE
@@ -370,6 +383,7 @@ class KvmOptions(Revision):
     evtyper_write: EvtyperWrite = EvtyperWrite.HARDWARE_AT_ONCE
     pmovs_read: PmovsRead = PmovsRead.SYNC_HARDWARE
     swinc_fallback: SwincFallback = SwincFallback.HARDWARE
+    fallback_pmcr: FallbackPmcr = FallbackPmcr.GATED
     filter_exempt: FilterExempt = FilterExempt.SWINC_CHAIN
     irq_demux: IrqDemux = IrqDemux.LOADED_PARTITIONED_VCPU
     free_overflow: FreeOverflow = FreeOverflow.NO_IRQ

@@ -343,6 +343,8 @@ def parse_toml(text: str, source: str, error: type[InputError]) -> dict[str, Any
     """``text`` parsed, or ``error`` at the line ``tomllib`` names."""
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise error(source, 0, "", "not valid TOML: nested too deeply") from None
     except tomllib.TOMLDecodeError as e:
         msg = str(e)
         m = re.search(r"\(at line (\d+), column \d+\)", msg)
@@ -356,7 +358,10 @@ def load_scenario_text(text: str, source: str = "<text>", *, overrides: Sequence
     """Load and check scenario TOML ``text``; ``source`` names it in errors and in the spec.
     ``base_dir`` resolves a relative ``machine.file`` (default: the current directory)."""
     data = parse_toml(text, source, ScenarioError)
-    return _load_data(data, text, source, overrides, Path(base_dir) if base_dir else None)
+    try:
+        return _load_data(data, text, source, overrides, Path(base_dir) if base_dir else None)
+    except RecursionError:
+        raise ScenarioError(source, 0, "", "not valid TOML: nested too deeply") from None
 
 
 def load_scenario_mapping(data: Mapping[str, Any], source: str = "<mapping>", *,
@@ -391,6 +396,10 @@ def _load_data(data: dict[str, Any], text: str | None, source: str,
         raise error(*first_validation_error(e, text, index)) from None
     return _Builder(f, source, error, base_dir).build()
 
+
+#: the longest duration a scenario may ask for: one hour of simulated time (about an hour of
+#: wall time on the reference host; longer is a typo, not a plan)
+MAX_DURATION_NS = 3600 * 10**9
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _NAME_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -448,6 +457,9 @@ class _Builder:
             self.fail(loc, str(e))
         if positive and ns <= 0:
             self.fail(loc, f"expected a duration above zero, found {_found(text)}")
+        if ns > MAX_DURATION_NS:
+            self.fail(loc, f"expected at most {MAX_DURATION_NS // 10**9} s (one hour of "
+                      f"simulated time), found {_found(text)}")
         return ns
 
     def event(self, loc: Loc, ev: str | int) -> int:

@@ -35,7 +35,7 @@ class ScenarioTable(_Strict):
     name: str
     description: str = ""
     duration: Duration
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=(1 << 64) - 1)
     slice: Duration = "1ms"
     guest_tick: Duration = "4ms"
 

@@ -33,8 +33,12 @@ def load_for_cli(scenario: str, *, seed: int | None, duration: str | None,
             ns = parse_duration(duration)
         except ValueError as e:
             fail(f"--duration: {e}")
+        from pmupart.scenario.loader import MAX_DURATION_NS
         if ns <= 0:
             fail(f"--duration: expected a duration above zero, found {duration!r}")
+        if ns > MAX_DURATION_NS:
+            fail(f"--duration: expected at most {MAX_DURATION_NS // 10**9} s (one hour of "
+                 f"simulated time), found {duration!r}")
         spec = dataclasses.replace(spec, duration_ns=ns)
     from pmupart.sim.limits import check_sizes
 

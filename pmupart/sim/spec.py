@@ -112,7 +112,8 @@ class VmSpec:
     workload: str = "idle"
     perf: PerfSession | None = None
     #: a guest program each vCPU runs once, when first scheduled: an AArch64 assembly file
-    #: (``*.S``) or a Python ``module:function`` taking the guest CPU (KVM's ``program(cpu)``)
+    #: (``*.S``) or ELF image (``*.elf``), or a Python ``module:function`` taking the guest
+    #: CPU (KVM's ``program(cpu)``)
     program: str | None = None
     #: the physical CPU the VMM thread runs KVM_ARM_VCPU_INIT on: KVM gives a VM without
     #: SET_PMU the PMU of that CPU (``kvm_arm_set_default_pmu``, kernel-code-deltas §5.11)

@@ -24,9 +24,12 @@ intent under its older name (a subclass whose defaults are the intent's), so cod
 against it keeps its meaning.
 
 The source of every v8 row is ``shared/spec/kernel-code-deltas.md`` §4/§5 (the audit of the
-v8 patches as posted).  The v8 patches themselves are not in the code index this project can
-search (checked: ``find_string`` for ``kvm_pmu_set_guest_owned`` and ``pmu-direct.c``), so for
-v8 the audit's description is the source, cited by patch and function.
+v8 patches as posted), checked against the patches themselves where the code index has them
+(linux-doc copies, Message-IDs ``20260612192909.1153907-N``): 09/21 (``pmu_reg_read/_write``),
+15/21 (``kvm_pmu_set_guest_owned``), 16/21 (``armv8pmu_handle_irq``), 17/21
+(``kvm_pmu_part_overflow_status``) and the series' ``pmu-direct.c`` (``kvm_pmu_load/put``,
+``kvm_pmu_apply_event_filter``, ``kvm_pmu_guest_counter_mask``).  For 18/21 (ENABLE_PARTITION),
+08/21's FGT2 feature map and 07/21 the audit's description is the source.
 """
 
 from __future__ import annotations

@@ -128,6 +128,8 @@ def main() -> None:
     ap.add_argument("--duration", default="100ms", help="simulated time of each speed-up run")
     ap.add_argument("--memory-points", type=int, default=10_000)
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--worker-profile", action="store_true",
+                    help="leave Dask's worker profiler on (pmupart sweep turns it off)")
     args = ap.parse_args()
 
     from distributed import LocalCluster
@@ -146,8 +148,12 @@ def main() -> None:
           f"{len(runs) / t_serial:6.1f} runs/s")
 
     t0 = time.perf_counter()
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster:
+    import dask
+
+    profile = {"distributed.worker.profile.enabled": args.worker_profile}
+    with dask.config.set(profile), \
+            LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                         dashboard_address=":0", silence_logs=logging.ERROR) as cluster:
         execute(sweep_of(2 * args.workers, "1ms"), scheduler=cluster.scheduler_address,
                 batch=1)  # every worker imports pmupart
         t_start = time.perf_counter() - t0

@@ -181,10 +181,15 @@ def _on_dask(job: Job, work: list[list[Point]], workers: int, scheduler: str | N
                 raise SweepRunError(f"cannot reach the Dask scheduler at {scheduler}: {e}"
                                     ) from None
         else:
-            # dashboard on any free port: another cluster may hold 8787
-            cluster = dd.LocalCluster(n_workers=max(1, workers), threads_per_worker=1,
-                                   processes=True, dashboard_address=":0",
-                                   silence_logs=logging.ERROR)
+            # The workers' statistical profiler samples the running thread's stack every
+            # 10 ms and keeps the samples: over a long sweep of small tasks that grew each
+            # worker by about 6 MiB per 1,000 runs (benchmarks/bench_sweep.py); off here.
+            # The dashboard takes any free port: another cluster may hold 8787.
+            dask: Any = importlib.import_module("dask")
+            with dask.config.set({"distributed.worker.profile.enabled": False}):
+                cluster = dd.LocalCluster(n_workers=max(1, workers), threads_per_worker=1,
+                                          processes=True, dashboard_address=":0",
+                                          silence_logs=logging.ERROR)
             client = dd.Client(cluster)
         try:
             futures = [client.submit(run_batch, job, b, pure=False) for b in work]

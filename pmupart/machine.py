@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -62,6 +63,14 @@ class Machine:
         if reserved_host_counters < -1:
             raise ValueError("arm_pmuv3.reserved_host_counters must be -1 (no partition) or "
                              f"0..N, not {reserved_host_counters}")
+        rev = _revision(revision, kvm_options)
+        if not rev.partitioning and reserved_host_counters != -1:
+            # Mainline's arm_pmuv3 has no such parameter (series v8 07/21 adds it): the kernel
+            # boots, warns about an unknown command-line parameter, and does not partition.
+            logging.getLogger("pmupart.host").warning(
+                "arm_pmuv3.reserved_host_counters=%d is not a parameter of revision %r; the "
+                "host PMU is not partitioned", reserved_host_counters, rev.name)
+            reserved_host_counters = -1
         self.topology = topology
         cores = []
         for cpu in topology.cpus:
@@ -75,7 +84,7 @@ class Machine:
                                reservation=Reservation(reservation),
                                alloc_order=AllocOrder(alloc_order), costs=host_costs,
                                policies=policies, mux_interval_ms=mux_interval_ms)
-        self.kvm = Kvm(self.host, _revision(revision, kvm_options), kvm_costs)
+        self.kvm = Kvm(self.host, rev, kvm_costs)
 
     @classmethod
     def from_preset(cls, name: str, reserved_host_counters: int = -1, **kw: object) -> Machine:

@@ -305,3 +305,11 @@ def test_overflow_pending_while_free(rev: str) -> None:
         assert access is PmuAccess.GUEST_OWNED and status is False
     else:
         assert access is PmuAccess.FREE and status is False
+
+
+def test_upstream_ignores_reserved_host_counters(caplog: pytest.LogCaptureFixture) -> None:
+    """Mainline's arm_pmuv3 has no reserved_host_counters (v8 07/21 adds it): an unknown
+    command-line parameter, warned about and ignored."""
+    m = machine("upstream", reserved=2)
+    assert all(not p.partitioned for p in m.host.pmus)
+    assert "not a parameter of revision 'upstream'" in caplog.text

@@ -103,10 +103,30 @@ def main() -> None:
         exception_loop()
 
 
-def median_line(label: str, rates: list[float], bare: float | None) -> None:
-    rate = statistics.median(rates)
-    rel = f"  ({rate / bare:.0%} of bare)" if bare else ""
-    print(f"  {label:40s}: {rate / 1e6:7.1f} M/s{rel}")
+class Clock:
+    """Wall and CPU time of a stretch (CPU time is the fair figure on a shared machine: the
+    guest runs in this process's one thread)."""
+
+    def __enter__(self) -> Clock:
+        self.w0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.w0
+        self.cpu = max(time.process_time() - self.c0, 1e-9)
+
+    def rates(self, n: int) -> tuple[float, float]:
+        return n / self.wall, n / self.cpu
+
+
+def median_line(label: str, rates: list[tuple[float, float]],
+                bare: list[tuple[float, float]] | None) -> None:
+    out = []
+    for k, what in ((0, "wall"), (1, "CPU")):
+        rate = statistics.median(r[k] for r in rates)
+        rel = f" ({rate / statistics.median(b[k] for b in bare):4.0%} of bare)" if bare else ""
+        out.append(f"{what} {rate / 1e6:7.1f} M/s{rel}")
+    print(f"  {label:44s}: " + "   ".join(out))
 
 
 def bench(name: str, body: str, loops: int, repeats: int = 3) -> None:
@@ -116,29 +136,27 @@ def bench(name: str, body: str, loops: int, repeats: int = 3) -> None:
     exact_src = assemble(LOOP.format(loops=loops, body=body, event1="0x11"))
     precise_src = assemble(LOOP.format(loops=loops, body=body, event1="0x13"))
     print(f"{name} loop, {insns / 1e6:.0f} M guest instructions, median of {repeats}:")
-    rates: dict[str, list[float]] = {"bare": [], "exact": [], "precise": []}
+    rates: dict[str, list[tuple[float, float]]] = {"bare": [], "exact": [], "precise": []}
     for _ in range(repeats):
         # bare unicorn, no hooks, the same code from the same point
         a = exact_src
         uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
         uc.mem_map(0, 0x100000)
         uc.mem_write(a.base, a.code)
-        t = time.perf_counter()
-        uc.emu_start(a.labels["setup"], a.labels["end"])
-        rates["bare"].append(insns / (time.perf_counter() - t))
+        with Clock() as c:
+            uc.emu_start(a.labels["setup"], a.labels["end"])
+        rates["bare"].append(c.rates(insns))
         for key, src in (("exact", exact_src), ("precise", precise_src)):
             pe = PE.from_core("cortex-a76")
             prog = AArch64Program(src.code, src.base, precise=key == "precise")
-            t = time.perf_counter()
-            r = prog(pe)
-            dt = time.perf_counter() - t
+            with Clock() as c:
+                r = prog(pe)
             assert r.x[20] == insns + 4, r.x[20]  # exact: the enabling MSR + 3 setup moves
             assert (key == "precise") == (r.precise_switch_s is not None or prog.precise)
-            rates[key].append(r.instructions / dt)
-    bare = statistics.median(rates["bare"])
+            rates[key].append(c.rates(r.instructions))
     median_line("unicorn, no hooks", rates["bare"], None)
-    median_line("pmupart, exact INST_RETIRED/CPU_CYCLES", rates["exact"], bare)
-    median_line("pmupart, precise (+LD/ST/BR, MEM_ACCESS)", rates["precise"], bare)
+    median_line("pmupart, exact INST_RETIRED/CPU_CYCLES", rates["exact"], rates["bare"])
+    median_line("pmupart, precise (+LD/ST/BR, MEM_ACCESS)", rates["precise"], rates["bare"])
 
 
 def bench_c(loops: int, repeats: int = 3) -> None:
@@ -161,7 +179,7 @@ def bench_c(loops: int, repeats: int = 3) -> None:
         print(f"compiled C loop ({loops} iterations), built in {time.perf_counter() - t:.1f} s, "
               f"median of {repeats}:")
         progs = {p: AArch64Program.from_elf(e) for p, e in elfs.items()}
-        rates: dict[str, list[float]] = {"bare": [], "exact": [], "precise": []}
+        rates: dict[str, list[tuple[float, float]]] = {"bare": [], "exact": [], "precise": []}
         switch: list[float] = []
         for _ in range(repeats):
             p0 = progs[0]
@@ -172,26 +190,25 @@ def bench_c(loops: int, repeats: int = 3) -> None:
             stop = RAM_BASE + 0x100  # nothing there: work() returns to it and stops
             uc.reg_write(UC_ARM64_REG_X0, loops)
             uc.reg_write(UC_ARM64_REG_X30, stop)
-            t = time.perf_counter()
-            uc.emu_start(p0.labels["work"], stop)
-            dt_bare = time.perf_counter() - t
+            with Clock() as cb:
+                uc.emu_start(p0.labels["work"], stop)
             r = progs[0](PE.from_core("cortex-a76"))
             work_insns = r.read_symbol("inst")
-            rates["bare"].append(work_insns / dt_bare)
+            rates["bare"].append(cb.rates(work_insns))
             for key, prog in (("exact", progs[0]), ("precise", progs[1])):
-                t = time.perf_counter()
-                r = prog(PE.from_core("cortex-a76"))
-                rates[key].append(r.instructions / (time.perf_counter() - t))
+                with Clock() as c:
+                    r = prog(PE.from_core("cortex-a76"))
+                rates[key].append(c.rates(r.instructions))
                 assert r.exit_status == 0
                 if key == "precise":
                     assert r.precise_switch_s is not None
                     switch.append(r.precise_switch_s)
                     assert r.read_symbol("mem") >= 2 * loops  # at least a load and a store
         print(f"  {work_insns / 1e6:.1f} M instructions counted in work()")
-        bare = statistics.median(rates["bare"])
         median_line("unicorn, no hooks (work() only)", rates["bare"], None)
-        median_line("pmupart, exact INST_RETIRED/CPU_CYCLES", rates["exact"], bare)
-        median_line("pmupart, precise (switched on by MEM_ACCESS)", rates["precise"], bare)
+        median_line("pmupart, exact INST_RETIRED/CPU_CYCLES", rates["exact"], rates["bare"])
+        median_line("pmupart, precise (switched on by MEM_ACCESS)", rates["precise"],
+                    rates["bare"])
         print(f"  switching to precise mode took {statistics.median(switch) * 1e3:.2f} ms "
               "(tables over the image, hooks, translation cache flush)")
 

@@ -3,8 +3,8 @@ memory over a long sweep of tiny runs.
 
 Not a test: run ``python benchmarks/bench_sweep.py`` and read the figures.  Three parts:
 
-1. **Speed-up.**  A 200-point sweep (``--points``; runs of 50 ms or more: the 4-CPU
-   ``hetero-n`` machine, a partitioned or emulated guest on ``perf stat`` with 4 events, the
+1. **Speed-up.**  A 200-point sweep (``--points``; runs of 50 ms or more: the 6-CPU
+   ``rk3399`` machine, a partitioned or emulated guest on ``perf stat`` with 4 events, the
    host's ``perf stat -a``, random migrations every 2 ms so that the engine's fast-forward
    has no steady stretch to skip, 100 ms simulated) runs serially in this process
    (``execute(workers=0)``), then on a ``LocalCluster`` of ``--workers`` processes (default
@@ -48,7 +48,7 @@ name = "bench"
 duration = "{duration}"
 
 [base.machine]
-preset = "hetero-n"
+preset = "rk3399"
 
 [base.workload.compute]
 rates = {{ L1D_CACHE = 0.4, BR_RETIRED = 0.15 }}

@@ -17,7 +17,7 @@ name = "b"
 duration = "5ms"
 
 [base.machine]
-preset = "hetero-n"
+preset = "rk3399"
 
 [[base.vm]]
 name = "vm0"
@@ -37,13 +37,13 @@ def error_of(text: str) -> SweepError:
 
 def test_tiny_grid_with_constraint() -> None:
     sw = load_sweep(TINY)
-    # 1 preset x reserved 0..6 (the constraint drops 6: hetero-n CPUs have 6 counters) x 2
+    # 1 preset x reserved 0..6 (the constraint drops 6: rk3399 CPUs have 6 counters) x 2
     assert len(sw.points) == 1 * 6 * 2
     assert [a.name for a in sw.axes] == ["preset", "reserved", "partition"]
-    assert sw.points[0].values == ("hetero-n", 0, True)
-    assert sw.points[-1].values == ("hetero-n", 5, False)
+    assert sw.points[0].values == ("rk3399", 0, True)
+    assert sw.points[-1].values == ("rk3399", 5, False)
     assert [p.index for p in sw.points] == list(range(12))
-    assert sw.overrides(sw.points[3])[:3] == ['machine.preset="hetero-n"',
+    assert sw.overrides(sw.points[3])[:3] == ['machine.preset="rk3399"',
                                              "machine.reserved_host_counters=1",
                                              "vm[0].partition=false"]
     assert sw.columns[:4] == ["point", "preset", "reserved", "partition"]
@@ -159,7 +159,7 @@ def test_base_file_relative_to_the_sweep_file(tmp_path: Path) -> None:
     (tmp_path / "s.toml").write_text('[sweep]\nname = "t"\nbase = "base.toml"\n\n[[axis]]\n'
                                      'key = "seed"\nvalues = [1, 2]\n', encoding="utf-8")
     sw = load_sweep(tmp_path / "s.toml")
-    assert sw.base["machine"] == {"preset": "hetero-n"} and len(sw.points) == 2
+    assert sw.base["machine"] == {"preset": "rk3399"} and len(sw.points) == 2
     (tmp_path / "s.toml").write_text('[sweep]\nname = "t"\nbase = "nope.toml"\n\n[[axis]]\n'
                                      'key = "seed"\nvalues = [1]\n', encoding="utf-8")
     with pytest.raises(SweepError, match=r"s.toml:3: sweep.base: cannot read"):

@@ -6,11 +6,13 @@ Not a test: run ``python benchmarks/bench_sweep.py`` and read the figures.  Thre
 1. **Speed-up.**  A 200-point sweep (``--points``; runs of 50 ms or more: the 6-CPU
    ``rk3399`` machine, a partitioned or emulated guest on ``perf stat`` with 4 events, the
    host's ``perf stat -a``, random migrations every 2 ms so that the engine's fast-forward
-   has no steady stretch to skip, 100 ms simulated) runs serially in this process
-   (``execute(workers=0)``), then on a ``LocalCluster`` of ``--workers`` processes (default
-   2) with the automatic batch size.  The cluster is started and its workers have imported
-   pmupart before the clock starts (a one-off cost, printed apart).  The issue's target on
-   this 2-core machine: at least 1.8x the serial rate.  Both tables must be identical.
+   has no steady stretch to skip, 200 ms simulated) runs serially in this process
+   (``execute(workers=0)``); then, for the ceiling, in as many plain processes as workers
+   (``multiprocessing``, no Dask), each running its share serially; then on a
+   ``LocalCluster`` of ``--workers`` processes (default 2) with the automatic batch size.
+   The cluster is started and its workers have imported pmupart before the clock starts (a
+   one-off cost, printed apart).  The issue's target on this 2-core machine: at least 1.8x
+   the serial rate.  Both tables must be identical.
 2. **Scheduler overhead per task.**  The same sweep with one run per task (``batch = 1``,
    the worst case): overhead per task = (workers x wall - the runs' own time) / tasks, as a
    share of the mean run time.  Target: under 5% for runs of 50 ms or more.  (Part 1 prints
@@ -121,11 +123,22 @@ def rss_mb(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
+def _warm(_: int) -> None:
+    execute(sweep_of(2, "1ms"), workers=0)
+
+
+def _run_points(arg: tuple[int, str, list[int]]) -> None:
+    points, duration, which = arg
+    import dataclasses
+    sw = sweep_of(points, duration)
+    execute(dataclasses.replace(sw, points=tuple(sw.points[i] for i in which)), workers=0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--points", type=int, default=200)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--duration", default="100ms", help="simulated time of each speed-up run")
+    ap.add_argument("--duration", default="200ms", help="simulated time of each speed-up run")
     ap.add_argument("--memory-points", type=int, default=10_000)
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--worker-profile", action="store_true",
@@ -146,6 +159,19 @@ def main() -> None:
           f"(min {1e3 * min(runs):.1f}, max {1e3 * max(runs):.1f})")
     print(f"   serial (in-process):           {t_serial:7.2f} s  "
           f"{len(runs) / t_serial:6.1f} runs/s")
+
+    import multiprocessing as mp
+
+    halves = [sw.points[i::args.workers] for i in range(args.workers)]
+    with mp.get_context("spawn").Pool(args.workers) as pool:
+        pool.map(_warm, range(args.workers))
+        t0 = time.perf_counter()
+        pool.map(_run_points, [(args.points, args.duration, [p.index for p in h])
+                               for h in halves])
+        t_mp = time.perf_counter() - t0
+    print(f"   {args.workers} plain processes (no Dask):  {t_mp:7.2f} s  "
+          f"{len(runs) / t_mp:6.1f} runs/s  = {t_serial / t_mp:.2f}x serial (what this "
+          "machine gives two processes now: the ceiling for Dask)")
 
     t0 = time.perf_counter()
     import dask

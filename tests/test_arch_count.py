@@ -431,6 +431,24 @@ def test_pmswinc_overflow_chains() -> None:
     assert cnt(pe, 0) == 0 and cnt(pe, 1) == 1 and r(pe, "PMOVSSET_EL0") == 1
 
 
+
+def test_pmswinc_overflow_chains_with_its_flag_already_set() -> None:
+    """spec §6, ARM §J1.1.1.47: CHAIN follows the carry out of the even counter, not a change
+    of PMOVSSET, so a second SW_INCR overflow with the flag still set chains too (a stale
+    flag in hardware, as a v8 guest's PMOVSCLR write leaves it, once dropped it here)."""
+    pe = mk(pmuver="V3P1")
+    program(pe, {0: SWINC, 1: CHAIN})
+    w(pe, "PMOVSSET_EL0", 1)
+    w(pe, "PMEVCNTR0_EL0", M32)
+    pe.el = 1
+    pe.write("PMSWINC_EL0", 1)
+    assert cnt(pe, 0) == 0 and cnt(pe, 1) == 1 and r(pe, "PMOVSSET_EL0") == 1
+    w(pe, "PMEVCNTR0_EL0", M32)
+    pe.el = 1
+    pe.write("PMSWINC_EL0", 1)
+    assert cnt(pe, 1) == 2
+
+
 # ---------------------------------------------------------------- widths (spec §6)
 
 def test_counters_are_32_bit_before_pmuv3p5() -> None:

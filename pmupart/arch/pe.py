@@ -716,8 +716,9 @@ class PE:
             ovs = self._ovs
         return ovs
 
-    def _incr(self, i: int, n: int) -> None:
-        """Add ``n`` to event counter ``i`` with overflow (no CHAIN generation)."""
+    def _incr(self, i: int, n: int) -> int:
+        """Add ``n`` to event counter ``i`` with overflow (no CHAIN generation); returns the
+        number of carries out of its overflow bit."""
         old = self._evcnt[i]
         if self._p5:
             new = old + n
@@ -730,6 +731,7 @@ class PE:
             self._evcnt[i] = new & M32
         if wraps:
             self._ovs |= 1 << i
+        return wraps
 
     def events_to_overflow(self, idx: int) -> int | None:
         """How many more increments counter ``idx`` (0..N-1, or 31 for PMCCNTR) takes to set
@@ -1160,9 +1162,10 @@ class PE:
         chains: dict[int, int] = {}
         for i in ctrs:
             if (m >> i) & 1 and not (frozen >> i) & 1:
-                was = self._ovs
-                self._incr(i, 1)
-                if self._ovs != was and (plan.chain_ok >> i) & 1 and not (plan.lp_mask >> i) & 1:
+                # CHAIN follows the carry out of the even counter, whether or not its
+                # PMOVSSET flag was already set (spec §6, ARM §J1.1.1.47
+                # AArch64.IncrementEventCounter: overflow is the carry, not a PMOVS change).
+                if self._incr(i, 1) and (plan.chain_ok >> i) & 1 and not (plan.lp_mask >> i) & 1:
                     chains[i + 1] = chains.get(i + 1, 0) + 1
         if chains:
             self._apply_chains(chains, frozen)

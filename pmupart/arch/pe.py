@@ -1161,12 +1161,12 @@ class PE:
             frozen |= plan.r2_frz
         chains: dict[int, int] = {}
         for i in ctrs:
-            if (m >> i) & 1 and not (frozen >> i) & 1:
-                # CHAIN follows the carry out of the even counter, whether or not its
-                # PMOVSSET flag was already set (spec §6, ARM §J1.1.1.47
-                # AArch64.IncrementEventCounter: overflow is the carry, not a PMOVS change).
-                if self._incr(i, 1) and (plan.chain_ok >> i) & 1 and not (plan.lp_mask >> i) & 1:
-                    chains[i + 1] = chains.get(i + 1, 0) + 1
+            # CHAIN follows the carry out of the even counter, whether or not its PMOVSSET
+            # flag was already set (spec §6, ARM §J1.1.1.47 AArch64.IncrementEventCounter:
+            # overflow is the carry, not a PMOVS change).
+            if ((m >> i) & 1 and not (frozen >> i) & 1 and self._incr(i, 1)
+                    and (plan.chain_ok >> i) & 1 and not (plan.lp_mask >> i) & 1):
+                chains[i + 1] = chains.get(i + 1, 0) + 1
         if chains:
             self._apply_chains(chains, frozen)
         if self._ovs != before and self.overflow_listener is not None:

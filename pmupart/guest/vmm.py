@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pmupart.kvm.revision import Revision
 
 __all__ = ["pmu_vcpu"]
 
 
-def pmu_vcpu(core: str, vpmu: str, reserved: int = 2, revision: str = "v8",
+def pmu_vcpu(core: str, vpmu: str, reserved: int = 2, revision: str | Revision = "v8",
              irq: int = 23) -> Any:
     """A machine of two ``core`` CPUs (``reserved`` host counters), a VM with a vGIC, and one
-    vCPU with the PMU (partitioned if ``vpmu == "partitioned"``), its overflow interrupt on
+    vCPU with the PMU (partitioned if ``vpmu == "partitioned"``) under ``revision`` (a registry
+    name or a :class:`Revision` value), its overflow interrupt on
     PPI ``irq``, initialised: the ioctls a VMM issues, in its order.  Raises ``KvmError``
     where the kernel would fail them, ``ValueError`` for an unknown core or revision."""
     from pmupart import Machine

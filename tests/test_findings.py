@@ -88,3 +88,18 @@ def test_any_file_in_the_format_is_listed(tmp_path: Path) -> None:
     [f] = load_findings(tmp_path)
     assert (f.title, f.fix, f.intent) == ("v-finding", "v-fix more", "breaks too")
     assert DEFAULT_DIR.name == "findings"
+
+
+def test_default_pmu_finding_init_cpu_command_shows_what_its_header_says() -> None:
+    """The header's ``--set 'vm[0].init_cpu=1'``: the share violation goes, a host-counts one
+    (flip-on-read-without-load, v8 15/21) stays until the flip loads the guest state."""
+    path = str(DEFAULT_DIR / "default-pmu-other-cluster.toml")
+    text = Path(path).read_text(encoding="utf-8")
+    assert "--set 'vm[0].init_cpu=1'" in text and "flip-on-read-without-load" in text
+    r = CliRunner().invoke(main, ["check", path, "--set", "vm[0].init_cpu=1"])
+    assert r.exit_code == 1, r.output
+    assert "[share]" not in r.stdout and "[host-counts]" in r.stdout
+    assert "verdict: 1 violation of 1 invariant" in r.stdout
+    r = CliRunner().invoke(main, ["check", path, "--set", "vm[0].init_cpu=1",
+                                  "--set", "kvm.load_at_flip=load"])
+    assert r.exit_code == 0 and "verdict: OK" in r.stdout, r.stdout

@@ -1,3 +1,11 @@
-from pmupart.cli import main
+"""``python -m pmupart``: the command line; Ctrl-C even while it starts up is exit 130."""
 
-main()
+import sys
+
+try:
+    from pmupart.cli import main
+
+    main()
+except KeyboardInterrupt:
+    sys.stderr.write("pmupart: interrupted\n")
+    sys.exit(130)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -94,3 +95,38 @@ def test_a_long_run_is_warned_about_with_its_estimate() -> None:
     long = dataclasses.replace(spec, duration_ns=3600 * 10**9)
     (w,) = check_sizes(long)
     assert "may take about" in w and "min of wall time" in w
+
+
+def test_sysfs_import_refuses_two_pmus_claiming_one_cpu(tmp_path: Path) -> None:
+    code, _, err = run("sysfs", "rk3399", "--write", str(tmp_path / "dev"))
+    assert code == 0, err
+    a53, a72 = tmp_path / "dev" / "armv8_cortex_a53", tmp_path / "dev" / "armv8_cortex_a72"
+    (a72 / "cpus").write_text("3-5\n", encoding="utf-8")
+    code, _, err = run("sysfs", "--import", str(tmp_path / "dev"))
+    assert code == 2 and "both claim CPU 3" in err and "cpus:1" in err
+    (a53 / "cpus").write_bytes(b"\xff\xfe")
+    code, _, err = run("sysfs", "--import", str(tmp_path / "dev"))
+    assert code == 2 and "not UTF-8" in err and "Traceback" not in err
+
+
+def test_progress_off_a_terminal_prints_status_lines(capsys: Any) -> None:
+    from pmupart.sim.cli_run import status_lines
+
+    show = status_lines(10**9, time.perf_counter() - 10, every_s=0.0)
+    show(5 * 10**8)
+    err = capsys.readouterr().err
+    assert "simulated 0.500 of 1.000 s (50%)" in err
+
+
+def test_the_engine_reports_progress_with_simulated_time() -> None:
+    import dataclasses
+
+    from pmupart.scenario import load_scenario
+    from pmupart.sim.session import run_scenario
+
+    spec = dataclasses.replace(load_scenario(EX / "shared-6-counters.toml"),
+                               duration_ns=50 * 10**6)
+    seen: list[int] = []
+    run_scenario(spec, progress=seen.append, fast_forward=False)
+    assert len(seen) >= 5 and seen == sorted(seen)  # not only at the end
+    assert 0 < seen[0] < spec.duration_ns

@@ -237,10 +237,14 @@ def read_midr_files(cpu_dir: str | Path) -> dict[int, int]:
     for f in sorted(Path(cpu_dir).glob("cpu[0-9]*/regs/identification/midr_el1")):
         cpu = int(f.parts[-4][3:])
         try:
-            out[cpu] = int(f.read_text().strip(), 16)
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise TopologyError(str(f), 0, "", f"cannot read a MIDR_EL1: {e}") from None
+        try:
+            out[cpu] = int(text.strip(), 16)
         except ValueError:
             raise TopologyError(str(f), 1, "", "expected a hex MIDR_EL1 such as "
-                                f"0x00000000412fd050, found {f.read_text().strip()!r}") from None
+                                f"0x00000000412fd050, found {text.strip()[:40]!r}") from None
     return out
 
 
@@ -306,7 +310,12 @@ def import_sysfs(devices_dir: str | Path, cpuinfo: str | Path | None = None, *,
         if not cpus_f.is_file():
             continue
         try:
-            cpus = parse_cpulist(cpus_f.read_text())
+            cpus = parse_cpulist(cpus_f.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise TopologyError(str(cpus_f), 1, "", "expected a cpulist (0-3,6), found bytes "
+                                "that are not UTF-8 text") from None
+        except OSError as e:
+            raise TopologyError(str(cpus_f), 0, "", f"cannot read: {e.strerror or e}") from None
         except ValueError as e:
             raise TopologyError(str(cpus_f), 1, "", str(e)) from None
         try:
@@ -315,6 +324,12 @@ def import_sysfs(devices_dir: str | Path, cpuinfo: str | Path | None = None, *,
             raise TopologyError(str(d / "type"), 1, "", "expected the PMU's perf type "
                                 "number (a decimal integer)") from None
         if cpus:
+            for _, other, theirs in found:
+                both = sorted(set(cpus) & set(theirs))
+                if both:
+                    # drivers/perf/arm_pmu.c: each CPU has one PMU (the per-CPU armpmu)
+                    raise TopologyError(str(cpus_f), 1, "", f"PMUs {other} and {d.name} both "
+                                        f"claim CPU {both[0]} (a CPU has one PMU)")
             found.append((typ, d.name, cpus))
     if not found:
         raise TopologyError(src, 0, "", "expected at least one CPU PMU directory (one with a "

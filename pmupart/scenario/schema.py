@@ -61,9 +61,15 @@ class MachineTable(_Strict):
     mux_interval: Duration = "4ms"
 
 
+#: the largest cost a scenario may give (cycles or ns per operation: one second at 1 GHz)
+MAX_COST = 10**9
+
+
 def _costs_model(name: str, cls: type[Any]) -> type[BaseModel]:
-    """A strict model with one optional non-negative int per field of a costs dataclass."""
-    fields: dict[str, Any] = {f.name: (int | None, Field(default=None, ge=0))
+    """A strict model with one optional non-negative int per field of a costs dataclass, at
+    most :data:`MAX_COST` (a cost of more than a second per operation is a typo, and sums of
+    larger ones overflow the u64 times perf reports)."""
+    fields: dict[str, Any] = {f.name: (int | None, Field(default=None, ge=0, le=MAX_COST))
                               for f in dataclasses.fields(cls)}
     return create_model(name, __base__=_Strict, **fields)
 

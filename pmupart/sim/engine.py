@@ -200,16 +200,16 @@ class Engine:
         next_global = mig.interval_ns if mig.policy is not MigrationPolicy.NONE else end
         heap = [(self.host.cpus[r.cpu].now_ns, r.cpu) for r in self.rqs]
         heapq.heapify(heap)
+        shown, step = 0, max(1, end // 200)  # progress: every 0.5% of simulated time
         while True:
             barrier = min(next_global, end)
-            steps = 0
             while heap and heap[0][0] < barrier:
                 _, cpu = heapq.heappop(heap)
                 self._step(cpu, barrier)
                 heapq.heappush(heap, (self.host.cpus[cpu].now_ns, cpu))
-                steps += 1
-                if progress is not None and steps % 256 == 0:
-                    progress(min(heap[0][0], barrier))  # the slowest CPU's simulated time
+                if progress is not None and heap[0][0] - shown >= step:
+                    shown = min(heap[0][0], barrier)  # the slowest CPU's simulated time
+                    progress(shown)
             if barrier >= end:
                 break
             self._migrate(barrier)

@@ -212,6 +212,14 @@ def cases() -> list[tuple[str, str, str, int, str]]:
         "{f}: not valid TOML: nested too deeply")
     add("newline-in-vm-name.toml", BASE.replace('name = "vm0"', 'name = "vm\\n0"'),
         "{f}:29: vm[0].name: expected printable text")
+    add("cost-overflows-u64.toml", BASE.replace('hpmn_source = "per-cpu"',
+        'hpmn_source = "per-cpu"\ncosts = { exit_round_trip = 99999999999999999999999 }'),
+        "{f}:21: kvm.costs.exit_round_trip: expected an integer <= 1000000000")
+    add("host-cost-huge.toml", BASE + "\n[host.costs]\npmu_irq = 18446744073709551615\n",
+        "host.costs.pmu_irq: expected an integer <= 1000000000")
+    add("cost-negative.toml", BASE.replace('hpmn_source = "per-cpu"',
+        'hpmn_source = "per-cpu"\ncosts = { exit_round_trip = -1 }'),
+        "kvm.costs.exit_round_trip")
     # ---- options (the scenario is fine; the option is wrong)
     ok = BASE
     for i, (args, expect) in enumerate([

@@ -23,7 +23,8 @@ Not a test: run ``python benchmarks/bench_sweep.py`` and read the figures.  Thre
    worker, sampled as rows arrive, at 10%, 50% and 100%.
 
 Wall times depend on the machine and on its load (the machine is shared: the load average is
-printed at the start and the end).
+printed at the start and the end, and how many cores' worth of time two bare busy loops get
+at once: 2.0 on an idle 2-core machine).
 """
 
 from __future__ import annotations
@@ -123,6 +124,26 @@ def rss_mb(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
+def _spin(n: int) -> float:
+    t = time.perf_counter()
+    x = 0
+    for i in range(n):
+        x += i * i
+    return time.perf_counter() - t
+
+
+def cores_free(workers: int) -> float:
+    """How many cores this machine gives ``workers`` busy loops at once just now (``workers``
+    on an idle machine)."""
+    import multiprocessing as mp
+
+    n = 10_000_000
+    alone = _spin(n)
+    with mp.get_context("spawn").Pool(workers) as pool:
+        together = pool.map(_spin, [n] * workers)
+    return workers * alone / statistics.fmean(together)
+
+
 def _warm(_: int) -> None:
     execute(sweep_of(2, "1ms"), workers=0)
 
@@ -147,7 +168,8 @@ def main() -> None:
 
     from distributed import LocalCluster
 
-    print(f"load average at start: {loadavg()} ({os.cpu_count()} CPUs)")
+    print(f"load average at start: {loadavg()} ({os.cpu_count()} CPUs); {args.workers} busy "
+          f"loops at once get {cores_free(args.workers):.2f} cores' worth now")
     sw = sweep_of(args.points, args.duration)
     execute(sweep_of(4, args.duration), workers=0)  # warm this process's imports
     t0 = time.perf_counter()

@@ -59,7 +59,10 @@ class _Main(click.Group):
             fail(f"cannot access{where}: {e.strerror or e}")
         except RecursionError:
             fail("input nested too deeply")
-        except Exception:
+        except Exception as e:
+            if isinstance(e, ValueError) and "null byte" in str(e):
+                # os.stat of a path with NUL (click.Path), whatever the command
+                fail("a file name contains a NUL character (\\0)")
             import traceback
 
             click.echo(traceback.format_exc(), err=True, nl=False)

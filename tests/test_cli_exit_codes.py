@@ -130,3 +130,11 @@ def test_the_engine_reports_progress_with_simulated_time() -> None:
     run_scenario(spec, progress=seen.append, fast_forward=False)
     assert len(seen) >= 5 and seen == sorted(seen)  # not only at the end
     assert 0 < seen[0] < spec.duration_ns
+
+
+def test_a_nul_in_a_file_name_is_bad_input_for_every_command() -> None:
+    """Found by benchmarks/fuzz_loader.py: click.Path's os.stat raised ValueError (exit 70)."""
+    for args in (["run", HM, "--trace", "a\x00b"], ["run", "a\x00b"], ["check", "x\x00"],
+                 ["sysfs", "--import", "d\x00"]):
+        code, _, err = run(*args)
+        assert code == 2 and "NUL character" in err and "Traceback" not in err, (args, err)

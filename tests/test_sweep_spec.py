@@ -184,10 +184,10 @@ def test_fleet_example_loads_and_its_metrics_find_values() -> None:
     text = path.read_text(encoding="utf-8")
     assert "THE ANSWER" in text and "Reserve 4 counters" in text
     sw = load_sweep(path)
-    assert [a.name for a in sw.axes] == ["host", "reserved", "replica"]
+    assert [a.name for a in sw.axes] == ["host", "reserved", "revision", "replica"]
     assert {p.values[0] for p in sw.points} == {"graviton3", "ampere-altra", "grace"}
-    assert len(sw.points) == 3 * 7 * 2
-    point = next(p for p in sw.points if p.values[:2] == ("grace", 4))
+    assert len(sw.points) == 3 * 7 * 2 * 2
+    point = next(p for p in sw.points if p.values[:3] == ("grace", 4, "intent"))
     row = run_point(Job.of(sw), point)
     assert row["verdict"] == "ok" and row["_unmatched"] == [], row
     assert row["host_l1d"] == pytest.approx(1.0, abs=0.01)  # the header's answer at 4

@@ -168,16 +168,17 @@ def plot_results(rows: Sequence[Row], meta: Mapping[str, Any], outdir: str | Pat
         fig, axs = plt.subplots(1, len(fvals), figsize=(max(4.5, 1 + 0.6 * len(xvals)) *
                                                         len(fvals), 1.8 + 0.45 * len(yvals)),
                                 squeeze=False)
+        # one colour scale for every panel, so panels compare
+        finite = [v for v in (_num(g[col]) for g in groups) if not math.isnan(v)]
+        vmin = min(finite) if finite else 0.0
+        vmax = max(finite) if finite else 1.0
+        vmax = vmax if vmax > vmin else vmin + 1.0
         for ax, fv in zip(axs[0], fvals, strict=True):
             cell = {(g[x], g[y] if y else None): g[col] for g in groups
                     if not facet or g[facet] == fv}
             grid: list[list[float]] = [[_num(cell.get((xv, yv))) for xv in xvals]
                                        for yv in yvals]
-            finite = [v for rowv in grid for v in rowv if not math.isnan(v)]
-            vmin = min(finite) if finite else 0.0
-            vmax = max(finite) if finite else 1.0
-            im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=vmin,
-                           vmax=vmax if vmax > vmin else vmin + 1e-9)
+            im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax)
             ax.set_xticks(range(len(xvals)), [_fmt(v) for v in xvals])
             ax.set_yticks(range(len(yvals)), [_fmt(v) for v in yvals] if y else [""])
             ax.set_xlabel(x)

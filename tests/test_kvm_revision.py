@@ -41,13 +41,13 @@ def test_registry_names_and_default() -> None:
     for name, rev in REVISIONS.items():
         assert rev.name == name and rev.overrides() == {}
     # intent differs from v8 in the series' choices, upstream in the missing attribute and
-    # the series' FEAT_HPMN0 cpufeature entry
+    # the series' FEAT_HPMN0 cpufeature entry, and has the 7.3 STRICT vCPU feature
     assert set(REVISIONS["upstream"].overrides() or {}) == set()
     diff = {c for c in CHOICES if getattr(REVISIONS["v8"], c) != getattr(REVISIONS["intent"], c)}
     assert {"ownership_flip", "load_at_flip", "userenr_swap", "host_pmcr_at_put", "irq_demux",
             "evtyper_write", "pmovs_read", "swinc_fallback", "filter_exempt"} <= diff
     up = {c for c in CHOICES if getattr(REVISIONS["v8"], c) != getattr(REVISIONS["upstream"], c)}
-    assert up == {"partition_attr", "hpmn0_ftr"}
+    assert up == {"partition_attr", "hpmn0_ftr", "pmu_strict"}
 
 
 def test_variant_is_a_revision_with_one_choice_changed() -> None:

@@ -13,7 +13,7 @@ from pmupart.arch.events import event_number as E
 from pmupart.arch.policy import ChainStraddle, Policies
 from pmupart.host.kernel import HostCosts
 from pmupart.kvm.options import HpmnSource, KvmCosts, Swap
-from pmupart.kvm.revision import REVISIONS, MixedPmuver
+from pmupart.kvm.revision import REVISIONS, MixedPmuver, PmuStrict
 from pmupart.scenario import dump_scenario, load_scenario, load_scenario_text, schema
 from pmupart.sim import EventFilterSpec, MigrationPolicy, PerfMode, Phase
 
@@ -81,6 +81,7 @@ guest_hpmn = "v8-as-posted"
 fgt_set = "computed"
 hpmn0_ftr = false
 mixed_pmuver = "vm-pmu"
+pmu_strict = "supported"
 
 [kvm.costs]
 exit_round_trip = 1
@@ -140,6 +141,7 @@ vcpu_affinity = ["0-1", "4"]
 workload = "compute"
 program = "pmupart.guest.programs:counting_loop"
 init_cpu = 1
+pmu_strict = true
 filter = [
   { action = "allow", events = ["CPU_CYCLES", "INST_RETIRED"] },
   { action = "deny", base = "0x30", nevents = 16 },
@@ -216,7 +218,7 @@ def test_every_key_reaches_the_spec() -> None:
         clear_pmovs_on_load=False, filter_at_load=False, save_pmovs_on_put=False,
         emulated_swinc_el_filter=True, enable_partition_attr=7, clear_pmovs_on_put=False,
         filter_first_load_only=True, hpmn0_ftr=False,
-        mixed_pmuver=MixedPmuver.VM_PMU)
+        mixed_pmuver=MixedPmuver.VM_PMU, pmu_strict=PmuStrict.SUPPORTED)
     assert o["kvm_costs"] == KvmCosts(1, 2, 3, 4, 5, 6)
     assert o["host_costs"] == HostCosts(11, 12, 13, 14, 15, 16, 17, 18, 19)
     assert o["policies"] == Policies(chain_straddle=ChainStraddle.NO_COUNT, unknown_reset=1,
@@ -242,6 +244,7 @@ def test_every_key_reaches_the_spec() -> None:
             vm0.nr_counters, vm0.affinity, vm0.vcpu_affinity, vm0.workload) == \
         ("vm0", 2, True, False, 24, True, "armv8_pmuv3_0", 3, (0, 1, 4), ((0, 1), (4,)),
          "compute")
+    assert vm0.pmu_strict and not vm1.pmu_strict
     p = vm0.perf
     assert p is not None
     assert (p.mode, p.events, p.freq, p.period, p.exclude_user, p.exclude_kernel,

@@ -130,6 +130,12 @@ def _probe(core: Core) -> tuple[int, int, int]:
     return ceid0, ceid1, pmmir
 
 
+def probed_pmmir(core: Core) -> int:
+    """``arm_pmu->reg_pmmir``: PMMIR_EL1 as ``__armv8pmu_probe_pmu`` stored it (0 below
+    PMUv3p4 or without STALL_SLOT in PMCEID1)."""
+    return _probe(core)[2]
+
+
 def visible_events(core: Core) -> dict[str, int]:
     """Kernel event name -> number for the events ``armv8pmu_event_attr_is_visible`` shows."""
     ceid0, ceid1, _ = _probe(core)

@@ -22,7 +22,14 @@ from pmupart.host.perf_event import Task
 from pmupart.kvm import uapi
 from pmupart.kvm.idregs import guest_pmuv3_supported
 from pmupart.kvm.options import Backend, KvmCosts
-from pmupart.kvm.revision import IrqDemux, MixedPmuver, PartitionAttr, PartitionSupport, Revision
+from pmupart.kvm.revision import (
+    IrqDemux,
+    MixedPmuver,
+    PartitionAttr,
+    PartitionSupport,
+    PmuStrict,
+    Revision,
+)
 
 if TYPE_CHECKING:
     from pmupart.host.arm_pmuv3 import ArmPmu
@@ -147,8 +154,11 @@ class VM:
         #: SPIs the in-kernel vGIC has (``vgic_valid_spi``: 32 <= intid < 32 + nr_spis); a
         #: VMM sets it with KVM_DEV_ARM_VGIC_GRP_NR_IRQS, 256 is the model's default
         self.vgic_nr_spis = 256
+        #: ``kvm->arch.pmmir_slots``: PMMIR_EL1.SLOTS shown to the guest, snapshot by SET_PMU
+        #: for a KVM_ARM_VCPU_PMU_V3_STRICT vCPU (``kvm_arm_pmu_v3_set_pmu``), else 0
+        self.pmmir_slots = 0
 
-    def create_vcpu(self, pmu: bool = True, init_cpu: int = 0) -> VCPU:
+    def create_vcpu(self, pmu: bool = True, init_cpu: int = 0, strict: bool = False) -> VCPU:
         """``KVM_CREATE_VCPU`` + ``KVM_ARM_VCPU_INIT`` with the PMUv3 feature if ``pmu``, the
         VMM thread running on physical CPU ``init_cpu``.
 
@@ -157,11 +167,25 @@ class VM:
         ``kvm_supports_guest_pmuv3()``): -EINVAL.  Then ``kvm_setup_vcpu`` gives a PMU vCPU a
         default PMU when the VM has none yet: the PMU of the CPU doing the init
         (``kvm_arm_set_default_pmu`` → ``kvm_pmu_probe_armpmu``, -ENODEV when no PMU covers
-        that CPU), with ``supported_cpus`` left unrestricted (§3.11, §5.11)."""
+        that CPU), with ``supported_cpus`` left unrestricted (§3.11, §5.11).
+
+        ``strict`` adds the feature KVM_ARM_VCPU_PMU_V3_STRICT (bit 9, mainline 7.3, §3.13):
+        where the revision lacks it the bit is unknown (-ENOENT); it needs the PMUv3 feature
+        (-EINVAL); such a vCPU gets no default PMU (``kvm_setup_vcpu``), so the VMM must
+        SET_PMU before the first run."""
         host = self.kvm.host
         if not 0 <= init_cpu < len(host.cpus):
             raise ValueError(f"init_cpu must be a physical CPU 0..{len(host.cpus) - 1}, "
                              f"not {init_cpu}")
+        if strict and self.kvm.revision.pmu_strict is PmuStrict.ABSENT:
+            # kvm_vcpu_init_check_features: a bit at or past KVM_VCPU_MAX_FEATURES (9 before
+            # the STRICT patch) is refused with -ENOENT, before any support check
+            raise KvmError(errno.ENOENT, "KVM_ARM_VCPU_INIT", "KVM_ARM_VCPU_PMU_V3_STRICT",
+                           f"unknown vCPU feature bit 9 in revision {self.kvm.revision.name}")
+        if strict and not pmu:
+            # kvm_vcpu_init_check_features: "Strict PMUv3 UAPI requires PMUv3"
+            raise KvmError(errno.EINVAL, "KVM_ARM_VCPU_INIT", "KVM_ARM_VCPU_PMU_V3_STRICT",
+                           "needs the KVM_ARM_VCPU_PMU_V3 feature too")
         if pmu and not host.pmus:
             raise KvmError(errno.EINVAL, "KVM_ARM_VCPU_INIT", "KVM_ARM_VCPU_PMU_V3",
                            "no host PMU: the PMUv3 vCPU feature is unsupported")
@@ -172,12 +196,14 @@ class VM:
                            "kvm_host_pmu_init registered no PMU for guests "
                            "(kvm.mixed_pmuver = \"vm-pmu\" for the what-if)")
         default = None
-        if pmu and self.arm_pmu is None:
+        # kvm_setup_vcpu: no default PMU for a KVM_ARM_VCPU_PMU_V3_STRICT vCPU
+        if pmu and self.arm_pmu is None and not strict:
             default = next((p for p in host.pmus if init_cpu in p.cpus), None)
             if default is None:
                 raise KvmError(errno.ENODEV, "KVM_ARM_VCPU_INIT", "KVM_ARM_VCPU_PMU_V3",
                                f"no host PMU covers cpu{init_cpu}, where the VMM runs the init")
         v = VCPU(self, len(self.vcpus), pmu)
+        v.pmu_strict = strict
         self.vcpus.append(v)
         if default is not None:
             self._set_pmu(default, explicit=False)
@@ -234,6 +260,8 @@ class VCPU:
         self.idx = idx
         self.name = f"{vm.name}:vcpu{idx}"
         self.has_pmu_feature = pmu
+        #: KVM_ARM_VCPU_PMU_V3_STRICT (``kvm_vcpu_has_pmuv3_strict``)
+        self.pmu_strict = False
         self.irq: int | None = None
         self.pmu_created = False  #: after KVM_ARM_VCPU_PMU_V3_INIT
         self.partition_requested = False
@@ -309,7 +337,12 @@ class VCPU:
         # kvm_arm_pmu_v3_set_attr: -ENODEV without the vCPU feature, -EBUSY after INIT.
         if not self.has_pmu_feature:
             raise KvmError(errno.ENODEV, ioctl, name, "vCPU was not initialised with PMUv3")
-        if self.vm.arm_pmu is None:
+        # Mainline's kvm_arm_pmu_v3_set_attr has no arm_pmu check (the default PMU is set at
+        # vCPU init); kept for a non-strict vCPU, where it is unreachable.  A STRICT vCPU
+        # reaches every attribute without a PMU: IRQ and INIT succeed, FILTER succeeds but
+        # then locks SET_PMU out (-EBUSY, a filter for "another" PMU), SET_NR_COUNTERS is
+        # -EINVAL, and the first KVM_RUN fails -EINVAL (kvm_arm_pmu_v3_enable).
+        if self.vm.arm_pmu is None and not self.pmu_strict:
             raise KvmError(errno.ENODEV, ioctl, name, "no host PMU to default to")
         if self.pmu_created:
             raise KvmError(errno.EBUSY, ioctl, name, "PMU already initialised (INIT done)")
@@ -389,8 +422,15 @@ class VCPU:
         vm = self.vm
         if vm.has_run or (vm.pmu_filter is not None and vm.arm_pmu is not pmu):
             raise KvmError(errno.EBUSY, ioctl, name,
-                           "the VM has run, or a filter exists for another PMU")
+                           "the VM has run, or a filter exists for another PMU"
+                           + (" (STRICT: a FILTER set before any SET_PMU)"
+                              if vm.arm_pmu is None else ""))
         vm._set_pmu(pmu, explicit=True)
+        if self.pmu_strict:
+            # kvm_arm_pmu_v3_set_pmu: under STRICT the chosen PMU's PMMIR_EL1.SLOTS is
+            # snapshot into kvm->arch.pmmir_slots (the PMMIR the driver probed: reg_pmmir)
+            from pmupart.host.sysfs import probed_pmmir
+            vm.pmmir_slots = probed_pmmir(pmu.core) & 0xFF
 
     def _set_nr_counters(self, value: Any, ioctl: str, name: str) -> None:
         n = self._user_int(value, ioctl, name)

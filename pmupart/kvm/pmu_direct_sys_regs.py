@@ -209,7 +209,7 @@ class PartitionedSysRegs(VcpuPmu):
                 return _UNDEF
             return Access(Outcome.OK, self.pmceid(int(name[6])))
         if name == "PMMIR_EL1":
-            return Access(Outcome.OK, 0)
+            return Access(Outcome.OK, self.pmmir())
         if name in ("PMICNTR_EL0", "PMICFILTR_EL0", "PMZR_EL0", "PMUACR_EL1"):
             return _UNDEF
         # Traps kept on this CPU (no FGT fallback, or above HPMN): the series' sys_regs.c

@@ -247,6 +247,22 @@ class MixedPmuver(Enum):
     VM_PMU = "vm-pmu"
 
 
+class PmuStrict(Enum):
+    """The vCPU feature ``KVM_ARM_VCPU_PMU_V3_STRICT`` (bit 9; kernel-code-deltas §3.13).
+
+    Merged into kvmarm/next for 7.3 (branch kvm-arm64/pmu-7.3, 2026-07-31: "Add
+    KVM_ARM_VCPU_PMU_V3_STRICT vCPU feature", "Ignore writes to PMCR_EL0.N when using strict
+    UAPI", "Advertise STALL_SLOT* in PMCEID1 ...", "Expose PMMIR_EL1.SLOTS ..."), after v8's
+    base v7.1-rc7: the series as posted, and the intent built on it, lack it."""
+
+    #: the feature bit is beyond KVM_VCPU_MAX_FEATURES (9): ``kvm_vcpu_init_check_features``
+    #: refuses an unknown bit with -ENOENT
+    ABSENT = "absent"
+    #: mainline: no default PMU, SET_PMU before the first run, PMMIR.SLOTS and STALL_SLOT*
+    #: exposed, PMCR.N writes ignored
+    SUPPORTED = "supported"
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Revision:
     """One kernel revision's choices.
@@ -324,6 +340,8 @@ class Revision:
     hpmn0_ftr: bool = True
     #: a host mixing PMU versions: no guest PMU (mainline) or the VM PMU's (what-if)
     mixed_pmuver: MixedPmuver = MixedPmuver.NO_GUEST_PMU
+    #: the vCPU feature KVM_ARM_VCPU_PMU_V3_STRICT (mainline 7.3; not in v8's base)
+    pmu_strict: PmuStrict = PmuStrict.ABSENT
     # ---- emulated vPMU
     #: apply the counter's EL filter to the emulated vPMU's SW_INCR and CHAIN, as the
     #: architecture does (ARM §D13.7.3.2); upstream ``kvm_pmu_counter_increment`` checks only
@@ -401,7 +419,7 @@ REVISIONS: dict[str, Revision] = {
     # Mainline: the emulated vPMU only.  The partitioned choices are unreachable there; they
     # keep v8's values so a diff against v8 shows only what mainline lacks.
     "upstream": dataclasses.replace(_V8, name="upstream", partition_attr=PartitionAttr.ABSENT,
-                                    hpmn0_ftr=False),
+                                    hpmn0_ftr=False, pmu_strict=PmuStrict.SUPPORTED),
     "v8": _V8,
     # The cover letter's intent (class KvmOptions above holds its values).
     "intent": KvmOptions(),

@@ -343,6 +343,14 @@ def kvm_arch_vcpu_run(vcpu: VCPU, program: Callable[[Any], object], cpu: int) ->
         from pmupart.kvm.kvm import KvmError
         raise KvmError(errno.EINVAL, "KVM_RUN", "", f"{vcpu.name}: "
                        "KVM_ARM_VCPU_PMU_V3_INIT was not set")
+    if vcpu.has_pmu_feature and vm.arm_pmu is None:
+        # kvm_arm_pmu_v3_enable (mainline 7.3, with KVM_ARM_VCPU_PMU_V3_STRICT): no PMU was
+        # selected (a STRICT vCPU gets no default one): -EINVAL
+        import errno
+
+        from pmupart.kvm.kvm import KvmError
+        raise KvmError(errno.EINVAL, "KVM_RUN", "", f"{vcpu.name}: KVM_ARM_VCPU_PMU_V3_STRICT "
+                       "and no KVM_ARM_VCPU_PMU_V3_SET_PMU")
     vm.has_run = True
     kvm_arch_vcpu_load(vcpu, cpu)
     if vcpu.on_unsupported_cpu:

@@ -29,8 +29,10 @@ KVM_ARM_VCPU_PVTIME_CTRL = 2
 KVM_PMU_EVENT_ALLOW = 0
 KVM_PMU_EVENT_DENY = 1
 
-# vCPU feature bit for KVM_ARM_VCPU_INIT
+# vCPU feature bits for KVM_ARM_VCPU_INIT
 KVM_ARM_VCPU_PMU_V3 = 3
+#: mainline 7.3 (kvm-arm64/pmu-7.3): no default PMU; not in the series v8's base
+KVM_ARM_VCPU_PMU_V3_STRICT = 9
 
 # Capability (include/uapi/linux/kvm.h)
 KVM_CAP_ARM_PMU_V3 = 126

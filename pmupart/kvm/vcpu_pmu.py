@@ -126,7 +126,9 @@ class VcpuPmu:
                 v |= 1 << (32 + ev - 0x4000 - base)
         if n == 0:
             v |= (1 << int(Event.SW_INCR)) | (1 << int(Event.CHAIN))
-        else:
+        elif not self.vcpu.pmu_strict:
+            # compute_pmceid1: STALL_SLOT* hidden unless KVM_ARM_VCPU_PMU_V3_STRICT (mainline
+            # 7.3: with STRICT, PMMIR.SLOTS is exposed and the events are meaningful, §3.13)
             for ev in (Event.STALL_SLOT_BACKEND, Event.STALL_SLOT_FRONTEND, Event.STALL_SLOT):
                 v &= ~(1 << (int(ev) - 0x20))
         flt = self.vm.pmu_filter
@@ -140,6 +142,13 @@ class VcpuPmu:
             if nr_events >= 0x4000 + base + 32 and 0x4000 + base + i in flt:
                 mask |= 1 << (32 + i)
         return v & mask
+
+    def pmmir(self) -> int:
+        """``access_pmmir`` (mainline 7.3): SLOTS from ``kvm->arch.pmmir_slots`` (set by SET_PMU
+        under KVM_ARM_VCPU_PMU_V3_STRICT, else 0), every other field RAZ; writes are refused
+        by ``write_to_read_only`` but the register is read-only for the guest anyway.  Before
+        7.3 (``trap_raz_wi``) pmmir_slots is never set, so the value is 0 the same way."""
+        return self.vm.pmmir_slots & 0xFF
 
     # ------------------------------------------------------------------ interrupts
     def overflow_status(self) -> bool:
@@ -244,7 +253,7 @@ class VcpuPmu:
         if name in ("PMCEID0_EL0", "PMCEID1_EL0"):
             return Access(Outcome.OK, self.pmceid(int(name[6])))
         if name == "PMMIR_EL1":
-            return Access(Outcome.OK, 0)  # trap_raz_wi
+            return Access(Outcome.OK, self.pmmir())
         return _UNDEF  # PMICNTR/PMICFILTR/PMZR/PMUACR: beyond the guest's PMUv3p5
 
     def _valid(self, idx: int) -> bool:

@@ -209,6 +209,8 @@ def dump_scenario(spec: ScenarioSpec) -> str:
             out.append(f"program = {_v(vm.program)}")
         if vm.init_cpu:
             out.append(f"init_cpu = {vm.init_cpu}")
+        if vm.pmu_strict:
+            out.append("pmu_strict = true")
         if vm.filters:
             out.append("filter = " + _v([{"action": f.action, "base": _ev(f.base_event),
                                           "nevents": f.nevents} for f in vm.filters]))

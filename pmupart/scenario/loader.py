@@ -857,7 +857,7 @@ class _Builder:
                 filters=self.filters((*loc, "filter"), v.filter), affinity=aff,
                 vcpu_affinity=vaff,
                 workload=self.workload_ref((*loc, "workload"), v.workload, wls), perf=perf,
-                program=program, init_cpu=v.init_cpu))
+                program=program, init_cpu=v.init_cpu, pmu_strict=v.pmu_strict))
 
         mg = f.migration
         migration = MigrationSpec(MigrationPolicy(mg.policy),

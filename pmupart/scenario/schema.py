@@ -161,6 +161,7 @@ class VmTable(_Strict):
     perf: GuestPerfTable | None = None
     program: str | None = None
     init_cpu: int = Field(default=0, ge=0)
+    pmu_strict: bool = False
 
 
 class HostTaskTable(_Strict):

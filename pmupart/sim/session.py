@@ -111,7 +111,8 @@ def setup_vm(m: Machine, vs: Any) -> VM:
     vm = m.kvm.create_vm(irqchip=vs.irqchip, name=vs.name)
     g = uapi.KVM_ARM_VCPU_PMU_V3_CTRL
     for _ in range(vs.vcpus):
-        v = vm.create_vcpu(pmu=vs.pmu, init_cpu=getattr(vs, "init_cpu", 0))
+        v = vm.create_vcpu(pmu=vs.pmu, init_cpu=getattr(vs, "init_cpu", 0),
+                           strict=getattr(vs, "pmu_strict", False))
         if not vs.pmu:
             continue
         if vs.set_pmu is not None:

@@ -118,6 +118,8 @@ class VmSpec:
     #: the physical CPU the VMM thread runs KVM_ARM_VCPU_INIT on: KVM gives a VM without
     #: SET_PMU the PMU of that CPU (``kvm_arm_set_default_pmu``, kernel-code-deltas §5.11)
     init_cpu: int = 0
+    #: the vCPU feature KVM_ARM_VCPU_PMU_V3_STRICT (mainline 7.3, kernel-code-deltas §3.13)
+    pmu_strict: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -812,8 +812,10 @@ class PE:
             self._el = old
 
     def counter_raw(self, idx: int) -> int:
-        """The raw value of event counter ``idx`` or of PMCCNTR (``idx`` 31), as EL2 reads it
-        (the perf driver's ``armv8pmu_read_counter``), without an access check."""
+        """The raw value of event counter ``idx``, of PMCCNTR (``idx`` 31) or PMICNTR (32), as
+        EL2 reads it (the perf driver's ``armv8pmu_read_counter``), without an access check."""
+        if idx == ICNTR_IDX:
+            return self._icnt  # PMICNTR_EL0 (FEAT_PMUv3_ICNTR)
         return self._ccnt if idx == CYCLE_IDX else self._evcnt[idx]
 
     def intr_enabled(self) -> int:

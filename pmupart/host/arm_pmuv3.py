@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from pmupart.arch.cores import Core
 from pmupart.arch.events import Event
-from pmupart.arch.pe import C_BIT, CYCLE_IDX, PE
+from pmupart.arch.pe import C_BIT, CYCLE_IDX, F0_BIT, ICNTR_IDX, PE
 from pmupart.host.perf_event import EventState, PerfEvent
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ ARMV8_PMU_EXCLUDE_EL0 = 1 << 30
 ARMV8_PMU_INCLUDE_EL2 = 1 << 27
 _CHAIN = int(Event.CHAIN)
 _CPU_CYCLES = int(Event.CPU_CYCLES)
+_INST_RETIRED = int(Event.INST_RETIRED)
 _EVCNTR = tuple(f"PMEVCNTR{i}_EL0" for i in range(31))
 _EVTYPER = tuple(f"PMEVTYPER{i}_EL0" for i in range(31))
 
@@ -80,6 +81,10 @@ class ArmPmu:
         self.alloc_order = alloc_order
         self.reservation = reservation
         self.hw_cntr_impl = ((1 << self.num_counters) - 1) | C_BIT  # v8: implemented counters
+        if core.icntr:
+            # __armv8pmu_probe_pmu: ARMV8_PMU_INSTR_IDX (32) is implemented when
+            # pmuv3_has_icntr() (mainline; v8 07/21 keeps it in hw_cntr_impl; deltas §4.18)
+            self.hw_cntr_impl |= F0_BIT
         self.max_guest_counters = -1
         self.reserved_host_counters = -1
         self.armv8pmu_partition(reserved_host_counters)
@@ -155,6 +160,14 @@ class ArmPmu:
         incremental scheduling plans a whole reschedule with it before touching a counter)."""
         if ev.attr.config == _CPU_CYCLES and (free & C_BIT):
             return CYCLE_IDX
+        # armv8pmu_get_event_idx (mainline): INST_RETIRED goes to PMICNTR when the PMU has it
+        # (ARMV8_PMU_INSTR_IDX in cntr_mask) and it is free, and the event asks for neither a
+        # threshold nor user access (``armv8pmu_event_get_threshold``,
+        # ``armv8pmu_event_want_user_access``: the model's perf attr has neither, so both hold).
+        # The partitioning series adds ``!kvm_pmu_is_partitioned(cpu_pmu)``, as for PMCCNTR
+        # (seen in earlier postings of the series' arm_pmuv3.c hunk; v8's not read).
+        if ev.attr.config == _INST_RETIRED and (free & F0_BIT) and not self.partitioned:
+            return ICNTR_IDX
         gen = [i for i in range(self.num_counters) if (free >> i) & 1]
         if self.alloc_order is AllocOrder.HIGH_TO_LOW:
             gen.reverse()
@@ -256,6 +269,8 @@ class ArmPmu:
         assert idx is not None
         if idx == CYCLE_IDX:
             pe.write_el2("PMCCNTR_EL0", value)
+        elif idx == ICNTR_IDX:
+            pe.write_el2("PMICNTR_EL0", value)  # armv8pmu_write_counter: write_pmicntr
         elif ev.chained:
             pe.write_el2(_EVCNTR[idx - 1], value & 0xFFFFFFFF)
             pe.write_el2(_EVCNTR[idx], value >> 32)
@@ -284,6 +299,8 @@ class ArmPmu:
         filt = self.event_filter(ev, self.kernel.cpus[cpu].guest_loaded)
         if idx == CYCLE_IDX:
             pe.write_el2("PMCCFILTR_EL0", filt)
+        elif idx == ICNTR_IDX:
+            pe.write_el2("PMICFILTR_EL0", filt)  # armv8pmu_write_event_type: write_pmicfiltr
         elif ev.chained:
             pe.write_el2(_EVTYPER[idx - 1], filt | ev.attr.config)
             # the high half counts CHAIN at every EL (LX-DRV armv8pmu_write_event_type)
@@ -321,6 +338,8 @@ class ArmPmu:
                     continue
                 if idx == CYCLE_IDX:
                     pe.write("PMCCFILTR_EL0", filt)
+                elif idx == ICNTR_IDX:
+                    pe.write("PMICFILTR_EL0", filt)
                 else:
                     lo = idx - 1 if ev.chained else idx
                     pe.write(f"PMEVTYPER{lo}_EL0", filt | ev.attr.config)

@@ -19,7 +19,7 @@ from typing import cast
 
 from pmupart.arch.cores import Core
 from pmupart.arch.events import Event, event_number
-from pmupart.arch.pe import C_BIT, CYCLE_IDX, PE
+from pmupart.arch.pe import C_BIT, CYCLE_IDX, ICNTR_IDX, PE
 from pmupart.arch.policy import Policies
 from pmupart.errors import PmupartError
 from pmupart.host.arm_pmuv3 import AllocOrder, ArmPmu, Reservation
@@ -427,6 +427,9 @@ class HostKernel:
             if idx == CYCLE_IDX:
                 if pe.read_el2("PMCCFILTR_EL0") != filt:
                     pe.write_el2("PMCCFILTR_EL0", filt)
+            elif idx == ICNTR_IDX:  # PMICNTR (FEAT_PMUv3_ICNTR): filter only (deltas §4.18)
+                if pe.read_el2("PMICFILTR_EL0") & ~0xFFFF != filt:
+                    pe.write_el2("PMICFILTR_EL0", filt)
             elif pe.evtyper_raw(idx) != filt | ev.attr.config:
                 pe.write_el2(f"PMEVTYPER{idx}_EL0", filt | ev.attr.config)
             pmu.set_period(ev)

@@ -292,6 +292,23 @@ class GuestCpu:
         self._host.charge(self.cpu, c.vgic_inject, "kvm_vgic_inject")
         vcpu.stats.exit_ns["vtimer"] += hc.now_ns - t0
 
+    def _inject_virq(self) -> None:
+        """One injection of the virtual PMU interrupt (``kvm_vgic_inject_irq`` at the next
+        entry), with its stats and EL2 costs; with a userspace irqchip, KVM exits with
+        KVM_EXIT_INTR and device_irq_level first and the VMM injects."""
+        vcpu = self.vcpu
+        costs = vcpu.vm.kvm.costs
+        vcpu.stats.irqs_injected += 1
+        vcpu.stats.exits["pmu_irq"] += 1
+        t0 = self._host.cpus[self.cpu].now_ns
+        if not vcpu.vm.irqchip:
+            vcpu.stats.exits["userspace_irqchip"] += 1
+            self._host.charge(self.cpu, costs.exit_round_trip, "kvm_exit_userspace")
+        vcpu.stats.el2_cycles += costs.vgic_inject
+        self._host.charge(self.cpu, costs.vgic_inject, "kvm_vgic_inject")
+        vcpu.stats.exit_ns["pmu_irq"] += self._host.cpus[self.cpu].now_ns - t0
+        self._host.emit("virq", cpu=self.cpu, vcpu=vcpu.name)
+
     def _deliver(self) -> None:
         """Inject the virtual PMU interrupt at the next entry (``kvm_pmu_update_state``) and
         run the guest's handler while the level stays high (bounded: a handler that never
@@ -306,19 +323,7 @@ class GuestCpu:
                 self.vcpu.stats.exits["irq_storm"] += 1
                 return
             rounds += 1
-            vcpu = self.vcpu
-            costs = vcpu.vm.kvm.costs
-            vcpu.stats.irqs_injected += 1
-            vcpu.stats.exits["pmu_irq"] += 1
-            t0 = self._host.cpus[self.cpu].now_ns
-            if not vcpu.vm.irqchip:
-                # Userspace irqchip: KVM_EXIT_INTR with device_irq_level, the VMM injects.
-                vcpu.stats.exits["userspace_irqchip"] += 1
-                self._host.charge(self.cpu, costs.exit_round_trip, "kvm_exit_userspace")
-            vcpu.stats.el2_cycles += costs.vgic_inject
-            self._host.charge(self.cpu, costs.vgic_inject, "kvm_vgic_inject")
-            vcpu.stats.exit_ns["pmu_irq"] += self._host.cpus[self.cpu].now_ns - t0
-            self._host.emit("virq", cpu=self.cpu, vcpu=vcpu.name)
+            self._inject_virq()
             old = self._el
             self._el = 1
             self._in_handler = True
@@ -379,26 +384,15 @@ def kvm_inject_guest_pmu_irq(guest: GuestCpu) -> bool:
     """The virtual PMU interrupt of a guest that takes it at its own vector (machine code run
     by ``pmupart.guest.aarch64``): ``kvm_pmu_update_state`` raises the vGIC line and KVM
     injects it at the next entry (``kvm_vgic_inject_irq``), with the same stats and costs as
-    :meth:`GuestCpu._deliver` charges for one delivery; the host took the physical
-    interrupt already (``retire``).  Returns False (nothing injected) when the overflow
-    condition is not met."""
+    :meth:`GuestCpu._deliver` charges for one delivery (``GuestCpu._inject_virq``); the host
+    took the physical interrupt already (``retire``).  Returns False (nothing injected) when
+    the overflow condition is not met."""
     vcpu = guest.vcpu
     pmu = vcpu.pmu
     if pmu is None or not pmu.overflow_status():
         return False
     pmu.irq_level = True
-    host = vcpu.vm.kvm.host
-    costs = vcpu.vm.kvm.costs
-    vcpu.stats.irqs_injected += 1
-    vcpu.stats.exits["pmu_irq"] += 1
-    t0 = host.cpus[guest.cpu].now_ns
-    if not vcpu.vm.irqchip:
-        vcpu.stats.exits["userspace_irqchip"] += 1
-        host.charge(guest.cpu, costs.exit_round_trip, "kvm_exit_userspace")
-    vcpu.stats.el2_cycles += costs.vgic_inject
-    host.charge(guest.cpu, costs.vgic_inject, "kvm_vgic_inject")
-    vcpu.stats.exit_ns["pmu_irq"] += host.cpus[guest.cpu].now_ns - t0
-    host.emit("virq", cpu=guest.cpu, vcpu=vcpu.name)
+    guest._inject_virq()
     return True
 
 

@@ -180,6 +180,8 @@ def dump_scenario(spec: ScenarioSpec) -> str:
     if kvm or kvm_costs:
         out += _table("[kvm]", kvm) if kvm else ["", "[kvm]"]
         out += _table("[kvm.costs]", kvm_costs)
+    if spec.perf_event_max_sample_rate != 100_000:
+        out += ["", "[host]", f"perf_event_max_sample_rate = {spec.perf_event_max_sample_rate}"]
     out += _table("[host.costs]", _changed(o.get("host_costs") or HostCosts(), HostCosts()))
     out += _table("[policies]", _changed(o.get("policies") or Policies(), Policies()))
     for w in spec.workloads.values():

@@ -866,6 +866,7 @@ class _Builder:
         return ScenarioSpec(
             name=sc.name, machine=self.topology, duration_ns=duration, seed=sc.seed,
             slice_ns=slice_ns, guest_tick_ns=tick, description=sc.description,
+            perf_event_max_sample_rate=f.host.perf_event_max_sample_rate,
             machine_options=options, vms=tuple(vms), host_tasks=tuple(tasks),
             host_perf=tuple(host_perf), workloads=wls, migration=migration, source=self.source)
 

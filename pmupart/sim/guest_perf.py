@@ -6,7 +6,8 @@ This is what ``perf stat -e ...`` / ``perf record -F <freq> -e ...`` make a Linu
 PMCEID, give each event a counter (the cycle counter for CPU_CYCLES; general counters
 from 0 up, as an unmodified guest kernel does), multiplex by rotation at its own tick when
 it has more events than counters, take overflow interrupts (re-arming the period; counting
-events have a period of half the counter range), and read the counts at the end.  Every
+events have a period of half the counter range), throttle a sampling event that overflows
+too often (perf's interrupt throttling), and read the counts at the end.  Every
 access goes through the vCPU, so on the emulated vPMU each one traps, and on the
 partitioned vPMU only PMOVS/PMEVTYPER/PMCCFILTR do.
 """
@@ -88,9 +89,13 @@ class GuestPmuDriver:
 
     def __init__(self, session: PerfSession, *, exclude_user: bool = False,
                  exclude_kernel: bool = False, costs: GuestKernelCosts | None = None,
-                 ctx_switch_hz: float = 0.0, tick_hz: int = 250) -> None:
+                 ctx_switch_hz: float = 0.0, tick_hz: int = 250,
+                 max_sample_rate: int = 100_000) -> None:
         if ctx_switch_hz < 0:
             raise ValueError(f"ctx_switch_hz must be >= 0, not {ctx_switch_hz!r}")
+        if max_sample_rate < 1 or tick_hz < 1:
+            raise ValueError(f"max_sample_rate and tick_hz must be >= 1, not "
+                             f"{max_sample_rate!r}, {tick_hz!r}")
         self.session = session
         self.costs = costs or GuestKernelCosts()
         self.work = GuestWork()
@@ -120,6 +125,15 @@ class GuestPmuDriver:
         self._last_tick_counts = [0] * n
         self.rotations = 0
         self.irqs = 0
+        # perf's interrupt throttling (kernel/events/core.c): at most max_samples_per_tick =
+        # DIV_ROUND_UP(perf_event_max_sample_rate, HZ) overflows of one event per tick
+        # (perf_proc_update_handler); the guest's sysctl is the scenario's
+        # perf_event_max_sample_rate, its HZ the driver's tick rate
+        self.max_samples_per_tick = -(-max_sample_rate // tick_hz)
+        self.interrupts = [0] * n  #: hwc->interrupts: overflows in the current tick
+        self.throttled: set[int] = set()  #: events at MAX_INTERRUPTS (stopped until the tick)
+        self.throttles = 0  #: times an event was throttled
+        self.left = [0] * n  #: hwc->period_left: events until the next sample (record)
 
     # ------------------------------------------------------------------ setup
     @property
@@ -127,10 +141,10 @@ class GuestPmuDriver:
         return (1 << 64) - 1 if self.wide else (1 << 32) - 1
 
     def needs_tick(self) -> bool:
-        """The guest tick matters when events rotate, sample periods adapt to a frequency or
-        the task is switched out and in."""
-        return len(self.order) > self._slots() or (self.session.mode is PerfMode.RECORD
-                                                   and self.session.freq > 0) \
+        """The guest tick matters when events rotate, the session samples (periods adapt to
+        a frequency; overflows are counted per tick for throttling, and a throttled event
+        restarts at the tick) or the task is switched out and in."""
+        return len(self.order) > self._slots() or self.session.mode is PerfMode.RECORD \
             or self.switches_per_tick > 0
 
     def _slots(self) -> int:
@@ -153,6 +167,7 @@ class GuestPmuDriver:
         self.order = [i for i in self.order if self.supported[i]]
         for i in range(len(self.events)):
             self.period[i] = self._initial_period(i)
+            self.left[i] = self.period[i]
         # reset: disable everything, clear flags, P|C|LC (+LP for 64-bit counters)
         cpu.write("PMCNTENCLR_EL0", 0xFFFFFFFF)
         cpu.write("PMINTENCLR_EL1", 0xFFFFFFFF)
@@ -193,6 +208,9 @@ class GuestPmuDriver:
                 break
             used.add(idx)
             self.counter[i] = idx
+            if i in self.throttled:  # event_sched_in unthrottles: it may have missed its tick
+                self.throttled.discard(i)
+                self.interrupts[i] = 0
             self._program(cpu, i, idx)
 
     def _program(self, cpu: RegisterApi, i: int, idx: int) -> None:
@@ -211,14 +229,29 @@ class GuestPmuDriver:
     def _width(self, idx: int) -> int:
         return (1 << 64) - 1 if (idx == _C or self.wide) else (1 << 32) - 1
 
-    def _set_period(self, cpu: RegisterApi, i: int, idx: int) -> None:
-        left = min(self.period[i], self.max_period >> 1) if self.session.mode is PerfMode.STAT \
-            else self.period[i]
+    def _set_period(self, cpu: RegisterApi, i: int, idx: int) -> bool:
+        """``armpmu_event_set_period``; True when a whole period had elapsed (a sample is
+        due).  A counting event restarts from half the counter range; a sampling event
+        goes on from ``period_left`` (what it had left when stopped), or starts a new
+        period when that is used up, limited to half the counter range."""
+        elapsed = True
+        if self.session.mode is PerfMode.STAT:
+            left = min(self.period[i], self.max_period >> 1)
+        else:
+            left, p = self.left[i], self.period[i]
+            elapsed = left <= 0
+            if left <= -p:
+                left = p
+            elif left <= 0:
+                left += p
+            left = min(left, self.max_period >> 1)
+            self.left[i] = left
         v = (-left) & self._width(idx)
         if idx == _C and not self.wide:
             v |= 0xFFFFFFFF << 32  # bias the 64-bit cycle counter to overflow like 32 bits
         cpu.write(self._counter_reg(idx), v)
         self.prev[i] = v
+        return elapsed
 
     def _update(self, cpu: RegisterApi, i: int, idx: int) -> int:
         acc = cpu.read(self._counter_reg(idx))
@@ -229,6 +262,7 @@ class GuestPmuDriver:
         delta = (new - self.prev[i]) & mask
         self.prev[i] = new
         self.counts[i] += delta
+        self.left[i] -= delta
         return delta
 
     def _unprogram(self, cpu: RegisterApi, i: int) -> None:
@@ -323,21 +357,30 @@ class GuestPmuDriver:
                 cpu.el = old_el
 
     def _tick(self, cpu: RegisterApi, tick_ns: int) -> None:
-        """``perf_event_task_tick``: frequency-mode events have their period adapted
-        (``perf_adjust_freq_unthr_context``: the PMU disabled once, each active event
-        stopped with ``armpmu_stop``, its period recomputed from the events it counted,
-        restarted with ``armpmu_start``, which re-arms the period and re-enables it
-        (``armpmu_event_set_period``, ``armv8pmu_enable_event``), the PMU enabled); then
-        the flexible groups rotate if some wait (``perf_rotate_context``)."""
+        """``perf_event_task_tick``: a new throttling interval starts (``perf_throttled_seq``);
+        ``perf_adjust_freq_unthr_context`` restarts each throttled active event
+        (``pmu->start``) and adapts the period of each frequency-mode event (the PMU
+        disabled, the event stopped with ``armpmu_stop``, its period adjusted from the
+        events it counted in the tick by :meth:`_adjust_period`, restarted with
+        ``armpmu_start``: ``armpmu_event_set_period`` goes on from ``period_left``, then
+        ``armv8pmu_enable_event``; the PMU enabled); then the flexible groups rotate if
+        some wait (``perf_rotate_context``)."""
         s = self.session
-        if s.mode is PerfMode.RECORD and s.freq > 0 and self.counter:
+        self.interrupts = [0] * len(self.events)
+        freq = s.mode is PerfMode.RECORD and s.freq > 0
+        if (freq or self.throttled) and self.counter:
             self._pmu_disable(cpu)
             for i, idx in list(self.counter.items()):
+                if i in self.throttled:
+                    self.throttled.discard(i)
+                    self._program(cpu, i, idx)
+                if not freq:
+                    continue
                 self._stop(cpu, i, idx)
-                rate = (self.counts[i] - self._last_tick_counts[i]) * 10**9 // max(1, tick_ns)
+                delta = self.counts[i] - self._last_tick_counts[i]
                 self._last_tick_counts[i] = self.counts[i]
-                if rate:
-                    self.period[i] = max(1, rate // s.freq)
+                if delta > 0:
+                    self._adjust_period(i, tick_ns, delta)
                 self._program(cpu, i, idx)
             self._pmu_enable(cpu)
         if len(self.order) > len(self.counter):
@@ -347,10 +390,39 @@ class GuestPmuDriver:
             self._schedule(cpu)
             self.rotations += 1
 
+    def _adjust_period(self, i: int, nsec: int, count: int) -> None:
+        """The frequency-mode period from ``count`` events in ``nsec``: the period that
+        gives ``sample_freq`` samples a second (``perf_calculate_period``; exact here, the
+        kernel drops low bits only past 64-bit products), never below 1; an event with more
+        than 8 new periods left starts a new period at once (both as ``perf_adjust_period``).
+
+        Not modelled: the kernel starts a frequency-mode event at a period of 1
+        (``perf_event_alloc``), adjusts it at every overflow as well
+        (``__perf_event_account_interrupt``) and moves it an eighth of the way to the
+        computed period each time (a low-pass filter); this model starts from a 2 GHz
+        guess and takes the computed period at each tick, which reaches the same period
+        within a tick or two without simulating the ramp from 1.  Taking all three is a
+        recalibration of the sampling experiments (docs/costs.md)."""
+        self.period[i] = max(1, count * 10**9 // (nsec * self.session.freq))
+        if self.left[i] > 8 * self.period[i]:
+            self.left[i] = 0
+
+    def _account_interrupt(self, i: int) -> bool:
+        """``__perf_event_account_interrupt`` for a sampling event's overflow: count it in
+        this tick (``hwc->interrupts``; a new tick starts a new count); True when that is
+        more than ``max_samples_per_tick``: the event is to be throttled."""
+        self.interrupts[i] += 1
+        return self.interrupts[i] > self.max_samples_per_tick
+
     def irq(self, cpu: RegisterApi) -> None:
         """``armv8pmu_handle_irq`` in the guest: read and clear PMOVS, stop the PMU
-        (``armv8pmu_stop``: PMCR.E = 0), update and re-arm each overflowed counter, start it
-        again (``armv8pmu_start``)."""
+        (``armv8pmu_stop``: PMCR.E = 0), update and re-arm each overflowed counter; for a
+        sampling event whose period had elapsed, ``perf_event_overflow``
+        (:meth:`_account_interrupt`, then the sample); an event past its per-tick limit is
+        throttled: stopped (``perf_event_throttle`` -> ``pmu->stop``, i.e. ``armpmu_stop``:
+        counter and its interrupt disabled, count updated; older kernels'
+        ``armv8pmu_handle_irq`` disables it itself) until the next tick; then start the
+        PMU again (``armv8pmu_start``)."""
         self.irqs += 1
         self._kernel_work(cpu, "irq_entry", self.costs.irq_entry)
         ovs = cpu.read("PMOVSCLR_EL0").value or 0
@@ -359,13 +431,19 @@ class GuestPmuDriver:
         cpu.write("PMOVSCLR_EL0", ovs)
         self._pmu_disable(cpu)
         for i, idx in list(self.counter.items()):
-            if not (ovs >> idx) & 1:
+            if not (ovs >> idx) & 1 or i in self.throttled:
                 continue
             self._update(cpu, i, idx)
-            self._set_period(cpu, i, idx)
-            if self.session.mode is PerfMode.RECORD:
-                self.samples[i] += 1
-                self._kernel_work(cpu, "sample", self.costs.sample)
+            if not self._set_period(cpu, i, idx) or self.session.mode is not PerfMode.RECORD:
+                continue
+            self.samples[i] += 1
+            throttle = self._account_interrupt(i)
+            self._kernel_work(cpu, "sample", self.costs.sample)
+            if throttle:
+                self._stop(cpu, i, idx)
+                self.throttled.add(i)
+                self.throttles += 1
+                self._kernel_work(cpu, "throttle", 0)
         self._pmu_enable(cpu)
 
     def finish(self, cpu: RegisterApi) -> None:

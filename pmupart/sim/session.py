@@ -219,7 +219,8 @@ def run_scenario(spec: ScenarioSpec, *, progress: Callable[[int], None] | None =
             c = Context(v.name, _workload(wl, vs.workload, vs.name), aff, vcpu=v, task=v.task)
             if vs.perf is not None and vs.pmu:
                 c.driver = GuestPmuDriver(vs.perf, ctx_switch_hz=c.workload.ctx_switch_hz,
-                                          tick_hz=max(1, 10**9 // spec.guest_tick_ns))
+                                          tick_hz=max(1, 10**9 // spec.guest_tick_ns),
+                                          max_sample_rate=spec.perf_event_max_sample_rate)
             if vs.program is not None:
                 c.program = load_program(vs.program)
             ctxs.append(c)

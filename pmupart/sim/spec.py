@@ -155,6 +155,9 @@ class ScenarioSpec:
     seed: int = 0
     slice_ns: int = 1_000_000  #: the scheduler's time slice
     guest_tick_ns: int = 4_000_000  #: guest kernel HZ=250: its perf rotation timer
+    #: kernel.perf_event_max_sample_rate (host and guests): the ``perf record`` frequency
+    #: limit and, per tick, the interrupt throttling limit
+    perf_event_max_sample_rate: int = 100_000
     description: str = ""
     machine_options: dict[str, Any] = field(default_factory=dict)
     vms: tuple[VmSpec, ...] = ()

@@ -13,10 +13,13 @@ without the header).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
+
+from pmupart.check.invariants import NARROW_LOAD, NARROW_RUN, InvariantViolation
 
 KEYS = ("finding", "revision", "patch", "invariant", "what goes wrong", "fix", "checker")
 OPTIONAL = ("intent",)
@@ -24,6 +27,23 @@ _LINE = re.compile(r"# ([a-z ]+): (.*)$")
 
 #: Where the findings live in a checkout (the package sits in <root>/pmupart/check/).
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "examples" / "findings"
+
+
+def _mixed_counter_width(v: InvariantViolation) -> bool:
+    """A host mixing 32- and 64-bit event counters: a 64-bit value saved on a PMUv3p5+ CPU
+    loaded into a 32-bit counter (no-leak), or a guest told PMUv3p5+ (64-bit counters)
+    whose counters were in a 32-bit CPU's and counted bits [63:32] they never had
+    (own-work)."""
+    return (v.rule == "no-leak" and NARROW_LOAD in v.message) or \
+        (v.rule == "own-work" and NARROW_RUN in v.message)
+
+
+#: Hazards of the design that random runs (benchmarks/campaign.py, the state machine of
+#: tests/test_check_stateful.py) meet, each a finding with its own scenario here: slug ->
+#: "this violation is it".
+KNOWN_FINDINGS: dict[str, Callable[[InvariantViolation], bool]] = {
+    "mixed-counter-width": _mixed_counter_width,  # issue 14
+}
 
 
 class FindingFormatError(ValueError):

@@ -46,6 +46,13 @@ NSH = 1 << 27  #: PMEVTYPER/PMCCFILTR.NSH: count at EL2 (spec pmuv3 §5 item 6)
 EXCL_EL1, EXCL_EL0 = 1 << 31, 1 << 30
 PMCR_DP = 1 << 5
 _M32 = (1 << 32) - 1
+#: What a violation caused by a host mixing 32- and 64-bit event counters says (the finding
+#: examples/findings/mixed-counter-width.toml; pmupart.check.findings.KNOWN_FINDINGS): a
+#: 64-bit value loaded into a 32-bit counter (no-leak), or a guest told 64-bit counters whose
+#: counters were in a CPU's 32-bit ones (own-work)
+NARROW_LOAD = "does not fit this CPU's 32-bit event counters"
+NARROW_RUN = "the VM's PMU advertises 64-bit event counters (PMUv3p5+) but the vCPU's " \
+    "counters were in a CPU's 32-bit ones"
 _INDEXED = re.compile(r"^PMEV(CNTR|TYPER)(\d+)_EL0$")
 _BITMAPS = ("PMCNTENSET_EL0", "PMCNTENCLR_EL0", "PMINTENSET_EL1", "PMINTENCLR_EL1",
             "PMOVSSET_EL0", "PMOVSCLR_EL0")
@@ -328,9 +335,9 @@ class NothingLeaksAcrossSwitches(Invariant):
                 # ARM §D13.3: before PMUv3p5 an event counter is 32 bits (bits [63:32] RES0);
                 # the value was saved on a CPU with 64-bit counters (the finding
                 # examples/findings/mixed-counter-width.toml)
-                self.report(cpu, vcpu.name, "the vCPU's saved counter does not fit this CPU's "
-                            "32-bit event counters: bits [63:32] are lost at load, so the "
-                            "guest's count jumps (a host mixing 32- and 64-bit counters)",
+                self.report(cpu, vcpu.name, f"the vCPU's saved counter {NARROW_LOAD}: bits "
+                            "[63:32] are lost at load, so the guest's count jumps (a host "
+                            "mixing 32- and 64-bit counters)",
                             key=("value", i), counter=i, hardware=hwv, saved=sv,
                             lost=sv & ~_M32, cpu_pmu=self.c.host.pmu_of_cpu(cpu).name,
                             cpu_pmuver=pe.pmuver.name)
@@ -392,6 +399,9 @@ class GuestCountsOnlyItsOwnWork(Invariant):
     def __init__(self, checker: Checker) -> None:
         super().__init__(checker)
         self._pre: dict[int, tuple[str, PMUSnapshot, int]] = {}
+        #: vCPU -> a CPU with 32-bit event counters its counters were loaded on although
+        #: its VM's PMU advertises PMUv3p5+ (64-bit counters)
+        self._narrow: dict[str, int] = {}
 
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
         cpu = data.get("cpu")
@@ -427,6 +437,10 @@ class GuestCountsOnlyItsOwnWork(Invariant):
         vcpu = self.c.vcpu(name)
         if vcpu is None or not self.c.in_hw(vcpu, cpu):
             return
+        if kind == "guest_counters_loaded" and name not in self._narrow and \
+                self.c.pe(cpu).pmuver < PMUVer.V3P5 <= vcpu.vm.guest_pmuver():
+            # Arm ARM D13.3: before PMUv3p5 an event counter is 32 bits (bits [63:32] RES0)
+            self._narrow[name] = cpu
         if kind == "guest_access":
             reg = str(data["reg"])
             if not data["write"] or not (reg.startswith("PMEVTYPER") or reg in _TYPERS):
@@ -477,7 +491,22 @@ class GuestCountsOnlyItsOwnWork(Invariant):
                 slack = self.c.guest_slack
                 if ctx.name in self.c.ff_contexts:
                     slack += int(self.c.ff_tol * ideal)
-                if r.count > ideal + slack:
+                narrow = self._narrow.get(ctx.name)
+                if r.count > ideal + slack and narrow is not None and \
+                        r.count - ideal > _M32:
+                    # the guest's perf driver biases 64-bit counters to 2^63 and counts their
+                    # deltas in 64 bits: what the 32-bit hardware dropped comes back as
+                    # multiples of 2^32 (the finding examples/findings/mixed-counter-width)
+                    pe = self.c.pe(narrow)
+                    self.report(narrow, ctx.name, f"guest counted more {_ev(ev)} than the "
+                                f"vCPU retired: {NARROW_RUN}, which lose bits [63:32] (a host "
+                                "mixing 32- and 64-bit counters)", key=("more", ev),
+                                event=_ev(ev), counted=r.count, retired=ideal,
+                                excess=r.count - ideal,
+                                cpu_pmu=self.c.host.pmu_of_cpu(narrow).name,
+                                cpu_pmuver=pe.pmuver.name,
+                                vm_pmuver=ctx.vcpu.vm.guest_pmuver().name)
+                elif r.count > ideal + slack:
                     self.report(None, ctx.name, f"guest counted more {_ev(ev)} than the vCPU "
                                 "retired", key=("more", ev), event=_ev(ev), counted=r.count,
                                 retired=ideal, excess=r.count - ideal)

@@ -47,3 +47,20 @@ def test_exec_reports_assembler_errors_with_the_line(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["exec", str(bad)])
     assert r.exit_code == 2
     assert "bad.S: line 2: expected mov Rd, Rn|#imm" in r.output
+
+
+@pytest.mark.parametrize("vpmu", ["none", "partitioned"])
+@pytest.mark.parametrize("body, what", [
+    ("movz x1, #0xdead, lsl #16\n    ldr x0, [x1]", "UC_ERR_READ_UNMAPPED"),
+    ("movz x1, #0xdead, lsl #16\n    str x0, [x1]", "UC_ERR_WRITE_UNMAPPED"),
+    ("movz x1, #0xdead, lsl #16\n    br x1", "UC_ERR_FETCH_UNMAPPED"),
+])
+def test_exec_a_faulting_program_exits_3(tmp_path: Path, vpmu: str, body: str,
+                                         what: str) -> None:
+    # the user's program is at fault, not the model: exit 3 (the exit-code table), not 1
+    prog = tmp_path / "fault.S"
+    prog.write_text(f"_start:\n    {body}\n    hvc #0\n", encoding="utf-8")
+    r = CliRunner().invoke(main, ["exec", str(prog), "--vpmu", vpmu, "--core", "cortex-a720"])
+    assert r.exit_code == 3, r.output
+    assert "the program faulted: guest fault at pc=" in r.stderr and what in r.stderr
+    assert "Traceback" not in r.output

@@ -57,14 +57,15 @@ def exec_cmd(program: Path, core: str, vpmu: str, reserved: int, revision: str, 
       0                        PSCI SYSTEM_OFF or a final WFI
       1                        the model found a problem (a state it cannot continue from)
       2                        bad input (file, options)
-      3                        the guest raised: an exception loop, a fault, the
+      3                        the guest raised: an exception loop, a fault (a load,
+                               store or fetch where nothing is mapped), the
                                instruction limit
       130                      interrupted (SIGINT); the partial result is printed
     A guest that exits with 1, 2, 3 or 130 itself is told apart by the first line, which
     names how the run stopped ("stopped (exit)" and the guest's status).
     """
     from pmupart.arch import PE
-    from pmupart.cli import fail
+    from pmupart.cli import EXIT_GUEST_PROGRAM, fail
 
     try:
         import llvmlite  # noqa: F401  (the native counting hooks)
@@ -74,6 +75,7 @@ def exec_cmd(program: Path, core: str, vpmu: str, reserved: int, revision: str, 
             AArch64Program,
             AsmError,
             GuestError,
+            GuestFault,
             ImageError,
             RunResult,
         )
@@ -135,6 +137,8 @@ def exec_cmd(program: Path, core: str, vpmu: str, reserved: int, revision: str, 
             vcpu.run(lambda cpu: results.append(guest(cpu)), cpu=0)
             if not results:
                 fail(f"the vCPU did not run the program (KVM_RUN failed on {core})", code=1)
+    except GuestFault as e:  # the program's own fault: exit 3, as the table says
+        fail(f"the program faulted: {e}", code=EXIT_GUEST_PROGRAM)
     except GuestError as e:
         fail(str(e), code=1)
     r = results[0]

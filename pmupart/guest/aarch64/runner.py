@@ -167,6 +167,11 @@ class GuestError(PmupartError, RuntimeError):
     """The guest did something the runner cannot continue from (bad fetch, runaway)."""
 
 
+class GuestFault(GuestError):
+    """The program itself faulted: it read, wrote or fetched where nothing is mapped (the
+    user's program is at fault, not the model: ``pmupart exec`` exits 3 for it)."""
+
+
 class ImageError(PmupartError, ValueError):
     """A program image that cannot be loaded (bad ELF, overlap with the runtime's memory)."""
 
@@ -1256,7 +1261,7 @@ class _Run:
                                    f"{int(uc.reg_read(A.UC_ARM64_REG_VBAR_EL1)):#x}) cannot "
                                    f"be fetched ({e})")
                     break
-                raise GuestError(f"guest fault at pc={at:#x}: {e}") from None
+                raise GuestFault(f"guest fault at pc={at:#x}: {e}") from None
             budget = 0
             pc = self._pc() if self.stop_pc is None else self.stop_pc
             self.stop_pc = None

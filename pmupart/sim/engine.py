@@ -129,6 +129,7 @@ class CpuRq:
     busy_ns: int = 0
     ff_blocked_until: int = 0
     ff_window: Any = None  #: a fast-forward measurement in progress (fastforward.Window)
+    ff_prev: Any = None  #: the sampling window just measured (fastforward: Window.prev)
 
 
 class Engine:

@@ -16,6 +16,27 @@ inside the skipped stretch; detailed simulation then resumes.  The result differ
 fully detailed run only by the rounding of the rotation phase inside the measured period
 (well under 0.1% in the tests); ``run_scenario(..., fast_forward=False)`` and ``pmupart run
 --no-fast-forward`` turn it off.
+
+**Sampling windows.**  A guest ``perf record`` (frequency mode) or a per-task session whose
+task the guest switches out and in at its ticks is not exactly periodic: overflows land at
+points that drift against the tick, and each sample's handler moves the counters it counts
+on.  It is periodic in its accumulators, though: once the periods have adapted to a steady
+rate (``perf_adjust_freq_unthr_context`` at each tick), every window of W guest ticks
+(W = the rotation cycle of its events, times the period of its task switches; whole
+multiples of it until each event took :data:`WINDOW_SAMPLES` samples) takes the same
+samples, interrupts, traps, EL2 and guest-kernel work, within one sample per event.  For
+such a CPU (one thread on it, no host sampling event) the engine measures windows from
+tick to tick, back to back; when two in a row keep the same schedule and counter
+assignment and are alike (same ticks, length, EL2 work and samples within
+:data:`WINDOW_TOL` or one sample), it adds the pair's accumulators M more times: counts,
+enabled and running times, samples, interrupts, exits and traps by reason, EL2 and
+guest-kernel work, host statistics.  The phase of each sampling counter (its value, the
+emulated vPMU's backing perf events, the saved virtual counters, the adapted periods) is
+state, not an accumulator: it is left as the measured stretch ended, a consistent state
+(what the counters hold matches what the guest driver last read).  The result differs from
+a detailed run by the windows' rounding of each event's samples (at most one per event per
+window, under 1%) and one window's phase; ``tests/test_sim_fastforward.py`` compares both
+on the cover-letter runs.
 """
 
 from __future__ import annotations
@@ -23,12 +44,37 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pmupart.host.perf_event import EventState, PerfEvent
 
 if TYPE_CHECKING:
     from pmupart.sim.engine import Context, CpuRq, Engine
+
+#: The largest denominator of a guest's task switches per tick that the sampling window
+#: follows exactly (``ctx_switch_hz`` / tick rate, e.g. 100 / 250 = 2/5: 5 ticks).
+SWITCH_DENOM = 64
+#: A sampling window lasts whole cycles of its ticks until every event that counted in it
+#: took at least this many samples: the replicated window holds a whole number of each
+#: event's samples where the true rate has a fraction, so the skipped stretch's samples (and
+#: the handlers' costs) are off by at most 1 / this per event.
+WINDOW_SAMPLES = 50
+#: ... or until it holds this many cycles (an event that samples rarely).
+WINDOW_MAX_CYCLES = 16
+#: Two back-to-back windows are alike when their length, EL2 work and each event's samples
+#: differ by at most this fraction (or one sample).
+WINDOW_TOL = 0.02
+
+
+class Period(NamedTuple):
+    """What a fast-forward window on one CPU must hold."""
+
+    ns: int  #: its length
+    host_rotations: int
+    guest_rotations: int
+    guest_ticks: int = 0  #: sampling windows: guest ticks, from tick to tick
+    sampling: bool = False  #: accumulators only (see the module's "Sampling windows")
 
 
 @dataclass
@@ -50,7 +96,7 @@ class _Snap:
     evs: list[PerfEvent]
     ev_state: list[tuple[int, int, int, int, int, int | None, EventState]]
     flex: list[int]
-    host: tuple[Counter[str], Counter[tuple[str, str]], int, int, int, int]
+    host: tuple[Counter[str], Counter[tuple[str, str]], int, int, int, int, int, int]
     ctxs: list[_CtxSnap] = field(default_factory=list)
     guest_hw: dict[int, int] = field(default_factory=dict)
     pmovs: int = 0
@@ -70,11 +116,33 @@ class Window:
     rot_guest0: int = 0
     group: list[Context] = field(default_factory=list)  #: the run queue's contexts, in order
     retired: dict[tuple[str, int], Counter[int]] = field(default_factory=dict)
+    sampling: bool = False
+    need_ticks: int = 0
+    ticks0: int = 0
+    #: the sampling window just before, back to back: (start, end, its retired work)
+    prev: tuple[_Snap, _Snap, dict[tuple[str, int], Counter[int]]] | None = None
+
+    def _just_ticked(self, eng: Engine, cpu: int) -> bool:
+        return self.ctx.next_tick_ns - eng.host.cpus[cpu].now_ns == eng.guest_tick_ns
 
     def done(self, eng: Engine, cpu: int) -> bool:
         """A whole period has run: the timers fired as many times as the period holds (on a
-        time-shared CPU: the period's time is up and the same thread is back on)."""
+        time-shared CPU: the period's time is up and the same thread is back on; a sampling
+        window: its ticks have passed and the last one has just been taken)."""
         hc = eng.host.cpus[cpu]
+        if self.sampling:
+            d = self.ctx.driver
+            if d is None or not self._just_ticked(eng, cpu):
+                return False
+            n = d.ticks - self.ticks0
+            if n < self.need_ticks or n % self.need_ticks \
+                    or hc.ctx.rotations - self.rot_host0 < self.need_host * (n // self.need_ticks):
+                return False
+            s0 = self.start.ctxs[0].drv
+            few = any(d.samples[i] - s0["samples"][i] < WINDOW_SAMPLES
+                      for i in range(len(d.samples)) if d.counts[i] > s0["counts"][i])
+            return not (few and d.session.mode.value != "stat"
+                        and n < WINDOW_MAX_CYCLES * self.need_ticks)
         if len(self.group) > 1:
             return hc.now_ns >= self.end_ns
         d = self.ctx.driver
@@ -86,6 +154,8 @@ class Window:
         hc = eng.host.cpus[cpu]
         if len(self.group) > 1:
             return 1 << 62  # the slices cut the steps; the period ends on a slice boundary
+        if self.sampling:
+            return self.ctx.next_tick_ns  # the engine stops at each tick; the window at one
         if hc.now_ns < self.end_ns:
             return self.end_ns
         stops = []
@@ -96,15 +166,16 @@ class Window:
         return min(stops) if stops else hc.now_ns + 1
 
 
-def period_of(eng: Engine, rq: CpuRq, group: list[Context]
-              ) -> tuple[int, int, int] | None:
+def period_of(eng: Engine, rq: CpuRq, group: list[Context]) -> Period | None:
     """The period of the CPU's timer-driven behaviour (host rotation, each guest's tick
-    rotation, the run queue's round robin) and the host and guest rotations it holds; None
-    when nothing periodic runs (the engine already takes one block per step) or it is not
-    steady by nature (sampling)."""
+    rotation, the run queue's round robin) and the host and guest rotations it holds; for a
+    guest that samples or switches its task at ticks, a sampling window (the module's
+    "Sampling windows"); None when nothing periodic runs (the engine already takes one block
+    per step)."""
     hc = eng.host.cpus[rq.cpu]
     h = g = 0
     hg = gg = 1
+    ticks = 0
     if hc.ctx.rotate_necessary or hc.mux_timer_pending:
         # A pending mux timer rotates whenever it expires with a group waiting, even if
         # none waits now (a vCPU put lets every host group in until the next load).
@@ -113,10 +184,16 @@ def period_of(eng: Engine, rq: CpuRq, group: list[Context]
     for c in group:
         drv = c.driver
         if drv is not None and drv.needs_tick():
-            if drv.session.mode.value != "stat":
-                return None  # sampling: overflows land at drifting points, not periodic
-            if drv.switches_per_tick:
-                return None  # task switches fall on ticks by a carried fraction
+            if drv.session.mode.value != "stat" or drv.switches_per_tick:
+                # sampling, or task switches falling on ticks by a carried fraction
+                if len(group) > 1 or not drv.started:
+                    return None
+                ticks = len(drv.order) if len(drv.order) > len(drv.counter) else 1
+                if drv.switches_per_tick:
+                    q = Fraction(drv.switches_per_tick).limit_denominator(SWITCH_DENOM)
+                    ticks = _lcm(ticks, q.denominator)
+                g = ticks * eng.guest_tick_ns
+                continue
             gg = max(1, len(drv.order))
             g = _lcm(g, gg * eng.guest_tick_ns) if g else gg * eng.guest_tick_ns
     s = len(group) * eng.slice_ns if len(group) > 1 else 0
@@ -126,24 +203,31 @@ def period_of(eng: Engine, rq: CpuRq, group: list[Context]
     for part in (h, g, s):
         if part:
             p = _lcm(p, part) if p else part
-    return p, (p // h) * hg if h else 0, (p // g) * gg if g else 0
+    if ticks:
+        return Period(p, (p // h) * hg if h else 0, 0, (p // g) * ticks, True)
+    return Period(p, (p // h) * hg if h else 0, (p // g) * gg if g else 0)
 
 
 def _lcm(a: int, b: int) -> int:
     return a * b // math.gcd(a, b)
 
 
-def _events(eng: Engine, cpu: int, group: list[Context]) -> list[PerfEvent]:
-    """The CPU's events and those of every thread on its run queue (scheduled or not)."""
+def _events(eng: Engine, cpu: int, group: list[Context], sampling: bool = False
+            ) -> list[PerfEvent]:
+    """The CPU's events and those of every thread on its run queue (scheduled or not); in a
+    sampling window, not the emulated vPMU's backing events (owned by a vCPU of the group):
+    they are the guest counters' phase, re-created at the guest's period writes."""
     out: list[PerfEvent] = []
     seen: set[int] = set()
+    vcpus = {c.vcpu.name for c in group if c.vcpu is not None}
     leaders = list(eng.host.cpus[cpu].ctx.cpu_events)
     for c in group:
         if c.task is not None:
             leaders += [e for e in c.task.events if e.group_leader is None]
     for leader in leaders:
         for e in (leader, *leader.siblings):
-            if id(e) not in seen and e.state is not EventState.DEAD:
+            if id(e) not in seen and e.state is not EventState.DEAD \
+                    and not (sampling and e.owner in vcpus):
                 seen.add(id(e))
                 out.append(e)
     return out
@@ -161,13 +245,13 @@ def _guest_hw(eng: Engine, cpu: int) -> dict[int, int]:
     return out
 
 
-def snapshot(eng: Engine, rq: CpuRq, group: list[Context]) -> _Snap:
+def snapshot(eng: Engine, rq: CpuRq, group: list[Context], sampling: bool = False) -> _Snap:
     host = eng.host
     cpu = rq.cpu
     hc = host.cpus[cpu]
     host.flush(cpu)
     hc.ctx.update_times(hc.now_ns)
-    evs = _events(eng, cpu, group)
+    evs = _events(eng, cpu, group, sampling)
     for e in evs:
         if e.state is EventState.ACTIVE:
             e.pmu.read(e)
@@ -175,7 +259,8 @@ def snapshot(eng: Engine, rq: CpuRq, group: list[Context]) -> _Snap:
            e.state) for e in evs]
     s = _Snap(hc.now_ns, evs, st, [id(e) for e in hc.ctx.flexible_order()],
               (Counter(hc.el2_cycles_by_reason), Counter(hc.el2_ns_by), hc.ctx.rotations,
-               hc.pmu_irqs, hc.el2_cycles, hc.ctx.rotations))
+               hc.pmu_irqs, hc.el2_cycles, hc.ctx.rotations, host.stats.perf_events_created,
+               host.stats.perf_events_released))
     for ctx in group:
         cs = _CtxSnap()
         v = ctx.vcpu
@@ -200,6 +285,8 @@ def snapshot(eng: Engine, rq: CpuRq, group: list[Context]) -> _Snap:
                       "running": list(d.running_ns), "samples": list(d.samples),
                       "order": list(d.order), "counter": dict(d.counter),
                       "period": list(d.period), "rotations": d.rotations, "irqs": d.irqs,
+                      "ticks": d.ticks, "process_ns": d.work.process_ns,
+                      "throttles": d.throttles, "throttled": sorted(d.throttled),
                       "work": (dict(d.work.count), dict(d.work.cycles))}
         cs.ctx = (ctx.work_ns, ctx.cpu_ns, ctx.instructions, dict(ctx.truth))
         s.ctxs.append(cs)
@@ -212,23 +299,36 @@ def begin(eng: Engine, rq: CpuRq, ctx: Context, group: list[Context], barrier: i
           ) -> Window | None:
     """Start measuring a period on ``rq`` (running ``ctx`` now, ``group`` its runnable
     threads in queue order) if the CPU looks steady and there is room."""
-    if any(c.workload.instructions is not None for c in group):
-        return None
     hc = eng.host.cpus[rq.cpu]
     now = hc.now_ns
     if now < rq.ff_blocked_until:
         return None
     per = period_of(eng, rq, group)
-    if per is None or barrier - now < 8 * per[0]:
+    if per is None or barrier - now < 8 * per.ns:
         return None
-    p, need_h, need_g = per
+    # A fixed amount of work ends inside the stretch; a sampling window bounds its skip by
+    # the work left (finish), an exact period does not run with it.
+    if not per.sampling and any(c.workload.instructions is not None for c in group):
+        return None
     for c in group:
         _, left = c.phase_at(c.work_ns)
         if left < barrier - now:
             return None
     d = ctx.driver
-    w = Window(ctx, snapshot(eng, rq, group), now + p, p, need_h, need_g, hc.ctx.rotations,
-               d.rotations if d is not None else 0, group=list(group))
+    if per.sampling:
+        if d is None or ctx.next_tick_ns - now != eng.guest_tick_ns:
+            return None  # a sampling window runs from tick to tick
+        if any(e.sample_period > 0 for e in _events(eng, rq.cpu, group, True)):
+            return None  # a host sampling event overflows inside the window
+    w = Window(ctx, snapshot(eng, rq, group, per.sampling), now + per.ns, per.ns,
+               per.host_rotations, per.guest_rotations, hc.ctx.rotations,
+               d.rotations if d is not None else 0, group=list(group), sampling=per.sampling,
+               need_ticks=per.guest_ticks, ticks0=d.ticks if d is not None else 0)
+    if per.sampling:
+        last = rq.ff_prev
+        rq.ff_prev = None
+        if last is not None and last[1].now == now:
+            w.prev = last
 
     def tap(kind: str, data: dict[str, Any]) -> None:
         if kind == "retire" and data.get("cpu") == rq.cpu and not data.get("fast_forward"):
@@ -245,11 +345,14 @@ def finish(eng: Engine, rq: CpuRq, w: Window, barrier: int) -> None:
     eng.listeners.remove(w._tap)  # type: ignore[attr-defined]
     group = w.group
     a = w.start
-    b = snapshot(eng, rq, group)
+    b = snapshot(eng, rq, group, w.sampling)
     host = eng.host
     hc = host.cpus[rq.cpu]
     dnow = b.now - a.now
     runnable = [c for c in rq.queue if c.runnable]
+    if w.sampling:
+        _finish_sampling(eng, rq, w, a, b, barrier, runnable)
+        return
     steady = (
         rq.current is w.ctx and dnow > 0 and runnable == group
         and [id(e) for e in b.evs] == [id(e) for e in a.evs] and b.flex == a.flex
@@ -301,6 +404,63 @@ def finish(eng: Engine, rq: CpuRq, w: Window, barrier: int) -> None:
     _apply(eng, rq, a, b, m, dnow, ghw, w)
 
 
+def _alike(pa: _Snap, pb: _Snap, a: _Snap, b: _Snap) -> bool:
+    """Two back-to-back sampling windows took the same ticks, time, samples and EL2 work
+    (within :data:`WINDOW_TOL`, or one sample per event)."""
+    dp, dc = pb.ctxs[0], b.ctxs[0]
+    sp, sc = pa.ctxs[0], a.ctxs[0]
+
+    def near(x: int, y: int, slack: int = 0) -> bool:
+        return abs(x - y) <= max(slack, WINDOW_TOL * max(abs(x), abs(y)))
+
+    return (dp.drv["ticks"] - sp.drv["ticks"] == dc.drv["ticks"] - sc.drv["ticks"]
+            and near(pb.now - pa.now, b.now - a.now)
+            and near(dp.vcpu.get("el2_cycles", 0) - sp.vcpu.get("el2_cycles", 0),
+                     dc.vcpu.get("el2_cycles", 0) - sc.vcpu.get("el2_cycles", 0))
+            and all(near(y1 - x1, y2 - x2, 1) for x1, y1, x2, y2 in zip(
+                sp.drv["samples"], dp.drv["samples"], sc.drv["samples"], dc.drv["samples"],
+                strict=True)))
+
+
+def _finish_sampling(eng: Engine, rq: CpuRq, w: Window, a: _Snap, b: _Snap, barrier: int,
+                     runnable: list[Context]) -> None:
+    """Close a sampling window (the module's "Sampling windows").  A window alike the one
+    just before it (:func:`_alike`) makes the two a steady stretch whose accumulators are
+    added as many more times as is safe; otherwise it becomes the window before the next."""
+    ca, cb = a.ctxs[0], b.ctxs[0]
+    ctx = w.ctx
+    steady = (
+        rq.current is ctx and b.now > a.now and runnable == w.group
+        and [id(e) for e in b.evs] == [id(e) for e in a.evs] and b.flex == a.flex
+        and all(x[5:] == y[5:] and x[4] == y[4]
+                for x, y in zip(a.ev_state, b.ev_state, strict=True))
+        and b.pmovs == a.pmovs and set(a.guest_hw) == set(b.guest_hw)
+        and ca.vovs == cb.vovs and set(ca.vregs) == set(cb.vregs)
+        and all(ca.drv.get(k) == cb.drv.get(k) for k in ("order", "counter", "throttled"))
+    )
+    if not steady:
+        rq.ff_blocked_until = b.now + w.period
+        return
+    prev = w.prev
+    if prev is None or not _alike(prev[0], prev[1], a, b):
+        rq.ff_prev = (a, b, w.retired)  # the next window, begun now, compares with it
+        return
+    a0 = prev[0]
+    for key, evc in prev[2].items():
+        w.retired.setdefault(key, Counter()).update(evc)
+    dnow = b.now - a0.now
+    m = (barrier - b.now - 1) // dnow  # (no host event samples: begin; wraps: _apply)
+    if ctx.workload.instructions is not None:
+        dinst = cb.ctx[2] - a0.ctxs[0].ctx[2]
+        # the work's end is left to the detailed run, which ends it
+        m = min(m, (ctx.workload.instructions - ctx.instructions - 1) // dinst) \
+            if dinst > 0 else 0
+    if m < 1:
+        rq.ff_blocked_until = b.now + w.period
+        return
+    _apply(eng, rq, a0, b, m, dnow, {}, w)
+
+
 def _apply(eng: Engine, rq: CpuRq, a: _Snap, b: _Snap, m: int, dnow: int,
            ghw: dict[int, int], w: Window) -> None:
     host = eng.host
@@ -336,6 +496,10 @@ def _apply(eng: Engine, rq: CpuRq, a: _Snap, b: _Snap, m: int, dnow: int,
     host.stats.rotations += m * (hb[2] - ha[2])
     hc.el2_cycles += m * (hb[4] - ha[4])
     hc.ctx.rotations += m * (hb[5] - ha[5])
+    host.stats.pmu_irqs += m * (hb[3] - ha[3])  # a sampling window's interrupts
+    hc.pmu_irqs += m * (hb[3] - ha[3])
+    host.stats.perf_events_created += m * (hb[6] - ha[6])
+    host.stats.perf_events_released += m * (hb[7] - ha[7])
     skip = m * dnow
     for ctx, ca, cb in zip(w.group, a.ctxs, b.ctxs, strict=True):
         v = ctx.vcpu
@@ -348,8 +512,11 @@ def _apply(eng: Engine, rq: CpuRq, a: _Snap, b: _Snap, m: int, dnow: int,
                     cur[k] += m * n
             vs.el2_cycles += m * (cb.vcpu["el2_cycles"] - ca.vcpu["el2_cycles"])
             vs.regs_swapped += m * (cb.vcpu["regs_swapped"] - ca.vcpu["regs_swapped"])
+            vs.irqs_injected += m * (cb.vcpu["irqs"] - ca.vcpu["irqs"])
+            vs.perf_events_created += m * (cb.vcpu["created"] - ca.vcpu["created"])
+            vs.perf_events_released += m * (cb.vcpu["released"] - ca.vcpu["released"])
             pmu = v.pmu
-            if pmu is not None:
+            if pmu is not None and not w.sampling:  # a sampling window: the counters' phase
                 for i, v1 in cb.vregs.items():
                     dv = (v1 - ca.vregs[i]) % (1 << 64)
                     if dv:
@@ -361,7 +528,16 @@ def _apply(eng: Engine, rq: CpuRq, a: _Snap, b: _Snap, m: int, dnow: int,
                 arr = getattr(d, name)
                 for i in range(len(arr)):
                     arr[i] += m * (cb.drv[key][i] - ca.drv[key][i])
+            for i in range(len(d.samples)):
+                d.samples[i] += m * (cb.drv["samples"][i] - ca.drv["samples"][i])
+                # the count the next period adaptation measures its rate from moves with
+                # the count (else the first tick after the skip sees m windows' events)
+                d._last_tick_counts[i] += m * (cb.drv["counts"][i] - ca.drv["counts"][i])
             d.rotations += m * (cb.drv["rotations"] - ca.drv["rotations"])
+            d.irqs += m * (cb.drv["irqs"] - ca.drv["irqs"])
+            d.ticks += m * (cb.drv["ticks"] - ca.drv["ticks"])
+            d.throttles += m * (cb.drv["throttles"] - ca.drv["throttles"])
+            d.work.process_ns += m * (cb.drv["process_ns"] - ca.drv["process_ns"])
             for sa, sb, dst in zip(ca.drv["work"], cb.drv["work"],
                                    (d.work.count, d.work.cycles), strict=True):
                 for k, n in sb.items():

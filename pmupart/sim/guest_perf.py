@@ -134,6 +134,7 @@ class GuestPmuDriver:
         self.throttled: set[int] = set()  #: events at MAX_INTERRUPTS (stopped until the tick)
         self.throttles = 0  #: times an event was throttled
         self.left = [0] * n  #: hwc->period_left: events until the next sample (record)
+        self.ticks = 0  #: guest ticks taken (the engine's sampling fast-forward counts them)
 
     # ------------------------------------------------------------------ setup
     @property
@@ -338,6 +339,7 @@ class GuestPmuDriver:
         guest kernel, at EL1, whatever EL the vCPU was interrupted at (at EL0, the driver's
         accesses would trap or UNDEF and its bookkeeping would drift: found by the checker's
         own-work invariant)."""
+        self.ticks += 1
         old_el = cpu.el
         cpu.el = 1
         try:

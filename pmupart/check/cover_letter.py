@@ -278,7 +278,10 @@ def measure(key: str, backend: str, result: RunResult, kernel_fraction: float,
         if gw else {})
 
 
-def run_one(key: str, backend: str, scale: float = 1.0, seed: int = 0) -> Measurement:
+def run_one(key: str, backend: str, scale: float = 1.0, seed: int = 0, *,
+            fast_forward: bool = True) -> Measurement:
+    """Run experiment ``key`` on ``backend`` and measure it; ``fast_forward=False`` runs it
+    in full detail (the engine's sampling windows skip ahead on long runs otherwise)."""
     exp = next(e for e in _experiments(scale) if e.key == key)
     t0 = time.perf_counter()
     at_done: dict[tuple[str, str], int] = {}
@@ -301,7 +304,8 @@ def run_one(key: str, backend: str, scale: float = 1.0, seed: int = 0) -> Measur
             elif kind == "done" and seen and not at_done:
                 at_done.update(seen[0].host.stats.el2_ns)
 
-    r = run_scenario(scenario(key, backend, scale, seed), listeners=[OnDone()])
+    r = run_scenario(scenario(key, backend, scale, seed), listeners=[OnDone()],
+                     fast_forward=fast_forward)
     m = measure(key, backend, r, exp.kernel_fraction, at_done or None, at_first)
     m.wall_s = time.perf_counter() - t0
     if exp.work_s is not None and not m.finished:

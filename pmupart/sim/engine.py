@@ -130,6 +130,7 @@ class CpuRq:
     ff_blocked_until: int = 0
     ff_window: Any = None  #: a fast-forward measurement in progress (fastforward.Window)
     ff_prev: Any = None  #: the sampling window just measured (fastforward: Window.prev)
+    ff_retry: Any = None  #: (thread, guest tick) before which no sampling window begins
 
 
 class Engine:

@@ -24,19 +24,21 @@ on.  It is periodic in its accumulators, though: once the periods have adapted t
 rate (``perf_adjust_freq_unthr_context`` at each tick), every window of W guest ticks
 (W = the rotation cycle of its events, times the period of its task switches; whole
 multiples of it until each event took :data:`WINDOW_SAMPLES` samples) takes the same
-samples, interrupts, traps, EL2 and guest-kernel work, within one sample per event.  For
-such a CPU (one thread on it, no host sampling event) the engine measures windows from
-tick to tick, back to back; when two in a row keep the same schedule and counter
-assignment and are alike (same ticks, length, EL2 work and samples within
-:data:`WINDOW_TOL` or one sample), it adds the pair's accumulators M more times: counts,
-enabled and running times, samples, interrupts, exits and traps by reason, EL2 and
+samples, interrupts, traps, EL2 and guest-kernel work, within a sample per event.  For such
+a CPU (one thread on it, no host sampling event) the engine measures windows from tick to
+tick, back to back, from the second tick on; when two in a row keep the same schedule and
+counter assignment and are alike (same ticks, length, EL2 work and samples within
+:data:`WINDOW_TOL` or one sample), it adds the last window's accumulators M more times:
+counts, enabled and running times, samples, interrupts, exits and traps by reason, EL2 and
 guest-kernel work, host statistics.  The phase of each sampling counter (its value, the
 emulated vPMU's backing perf events, the saved virtual counters, the adapted periods) is
-state, not an accumulator: it is left as the measured stretch ended, a consistent state
-(what the counters hold matches what the guest driver last read).  The result differs from
-a detailed run by the windows' rounding of each event's samples (at most one per event per
-window, under 1%) and one window's phase; ``tests/test_sim_fastforward.py`` compares both
-on the cover-letter runs.
+state, not an accumulator: it is left as the measured window ended, a consistent state
+(what the counters hold matches what the guest driver last read).  Measuring adds no stop
+of its own, so a run that never skips is the detailed run, byte for byte.  A run that skips
+differs from the detailed one by the window's rounding of each event's samples (a sample
+per event per window at most) and the phase at the skip, which is of the size of the
+detailed run's own sensitivity to where it cuts its blocks (one more cut moves a sampling
+run's interrupt count by about 1%); ``tests/test_sim_fastforward.py`` compares both.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ SWITCH_DENOM = 64
 #: took at least this many samples: the replicated window holds a whole number of each
 #: event's samples where the true rate has a fraction, so the skipped stretch's samples (and
 #: the handlers' costs) are off by at most 1 / this per event.
-WINDOW_SAMPLES = 50
+WINDOW_SAMPLES = 25
 #: ... or until it holds this many cycles (an event that samples rarely).
 WINDOW_MAX_CYCLES = 16
 #: Two back-to-back windows are alike when their length, EL2 work and each event's samples
@@ -318,6 +320,10 @@ def begin(eng: Engine, rq: CpuRq, ctx: Context, group: list[Context], barrier: i
     if per.sampling:
         if d is None or ctx.next_tick_ns - now != eng.guest_tick_ns:
             return None  # a sampling window runs from tick to tick
+        if rq.ff_retry is not None and rq.ff_retry[0] is ctx and d.ticks < rq.ff_retry[1]:
+            return None
+        if d.ticks < 1:
+            return None  # the first tick adapts the periods from perf's initial guess
         if any(e.sample_period > 0 for e in _events(eng, rq.cpu, group, True)):
             return None  # a host sampling event overflows inside the window
     w = Window(ctx, snapshot(eng, rq, group, per.sampling), now + per.ns, per.ns,
@@ -425,8 +431,8 @@ def _alike(pa: _Snap, pb: _Snap, a: _Snap, b: _Snap) -> bool:
 def _finish_sampling(eng: Engine, rq: CpuRq, w: Window, a: _Snap, b: _Snap, barrier: int,
                      runnable: list[Context]) -> None:
     """Close a sampling window (the module's "Sampling windows").  A window alike the one
-    just before it (:func:`_alike`) makes the two a steady stretch whose accumulators are
-    added as many more times as is safe; otherwise it becomes the window before the next."""
+    just before it (:func:`_alike`) is steady: its accumulators are added as many more times
+    as is safe; otherwise it becomes the window before the next."""
     ca, cb = a.ctxs[0], b.ctxs[0]
     ctx = w.ctx
     steady = (
@@ -439,26 +445,32 @@ def _finish_sampling(eng: Engine, rq: CpuRq, w: Window, a: _Snap, b: _Snap, barr
         and all(ca.drv.get(k) == cb.drv.get(k) for k in ("order", "counter", "throttled"))
     )
     if not steady:
-        rq.ff_blocked_until = b.now + w.period
+        _retry(rq, w, w.need_ticks)
         return
     prev = w.prev
     if prev is None or not _alike(prev[0], prev[1], a, b):
         rq.ff_prev = (a, b, w.retired)  # the next window, begun now, compares with it
         return
-    a0 = prev[0]
-    for key, evc in prev[2].items():
-        w.retired.setdefault(key, Counter()).update(evc)
-    dnow = b.now - a0.now
+    dnow = b.now - a.now
     m = (barrier - b.now - 1) // dnow  # (no host event samples: begin; wraps: _apply)
     if ctx.workload.instructions is not None:
-        dinst = cb.ctx[2] - a0.ctxs[0].ctx[2]
+        dinst = cb.ctx[2] - ca.ctx[2]
         # the work's end is left to the detailed run, which ends it
         m = min(m, (ctx.workload.instructions - ctx.instructions - 1) // dinst) \
             if dinst > 0 else 0
     if m < 1:
-        rq.ff_blocked_until = b.now + w.period
+        _retry(rq, w, 1 << 62)  # no room before the barrier or the end of the work
         return
-    _apply(eng, rq, a0, b, m, dnow, {}, w)
+    _apply(eng, rq, a, b, m, dnow, {}, w)
+
+
+def _retry(rq: CpuRq, w: Window, ticks: int) -> None:
+    """No sampling window on ``rq`` for ``w``'s thread before ``ticks`` more guest ticks.
+    Counted in ticks, not a time: a stop of the engine's own (as ``ff_blocked_until``
+    makes) would cut a block where the detailed run does not, and a sampling run is
+    sensitive to where blocks are cut (an extra cut moves its interrupt count by ~1%)."""
+    d = w.ctx.driver
+    rq.ff_retry = (w.ctx, (d.ticks if d is not None else 0) + ticks)
 
 
 def _apply(eng: Engine, rq: CpuRq, a: _Snap, b: _Snap, m: int, dnow: int,

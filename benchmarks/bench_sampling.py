@@ -53,25 +53,31 @@ def _digest(doc: object) -> str:
                           ).hexdigest()[:16]
 
 
-def measure(seconds: float, detailed: float) -> list[tuple[str, float, float, str, float]]:
-    """(label, simulated s, wall s, digest, CPU s) for each run, with the code importable
-    now.  The CPU time (``time.process_time``) is what the run itself used: on a machine
-    shared with other work it is the fairer figure, since wall time counts the waits."""
+Row = tuple[str, float, float, str, float, float]
+
+
+def measure(seconds: float, detailed: float, stress_seconds: float | None = None,
+            fast_forward: bool = True) -> list[Row]:
+    """(label, simulated s, wall s, digest, CPU s, share of the run fast-forwarded) for each
+    run, with the code importable now.  The CPU time (``time.process_time``) is what the run
+    itself used: on a machine shared with other work it is the fairer figure, since wall
+    time counts the waits."""
     from pmupart.check.cover_letter import scenario
     from pmupart.sim.session import run_scenario
     from pmupart.sim.summary import to_json
 
-    out: list[tuple[str, float, float, str, float]] = []
+    out: list[Row] = []
     for label, key, backend in RUNS:
         # gzip is fixed work: --scale 1 is 0.1 s of it; stress-ng is a fixed 40 ms at 1.
-        scale = seconds / (0.1 if key == "gzip" else 0.04)
+        scale = seconds / 0.1 if key == "gzip" else (stress_seconds or seconds) / 0.04
         s = scenario(key, backend, scale)
         t0, c0 = time.perf_counter(), time.process_time()
-        r = run_scenario(s)
+        r = run_scenario(s) if fast_forward else run_scenario(s, fast_forward=False)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         ctx = next(c for c in r.contexts if c.vcpu is not None)
         sim = (ctx.finish_ns if ctx.finish_ns is not None else s.duration_ns) / 1e9
-        out.append((label, sim, wall, _digest(to_json(r)), cpu))
+        ff = getattr(r.engine, "fast_forwarded_ns", 0) / 1e9
+        out.append((label, sim, wall, _digest(to_json(r)), cpu, ff / sim))
     sys.path.insert(0, str(HERE))
     from bench_engine import spec
 
@@ -80,7 +86,7 @@ def measure(seconds: float, detailed: float) -> list[tuple[str, float, float, st
     r = run_scenario(s, fast_forward=False)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     out.append(("engine, contended, fast-forward off", detailed, wall, _digest(to_json(r)),
-                cpu))
+                cpu, 0.0))
     return out
 
 
@@ -94,12 +100,13 @@ def _export(rev: str, into: Path) -> None:
         t.extractall(into, filter="data")
 
 
-def _child(seconds: float, detailed: float, pythonpath: str | None) -> list[list[object]]:
+def _child(seconds: float, detailed: float, stress: float | None, pythonpath: str | None
+           ) -> list[list[object]]:
     env = dict(os.environ)
     if pythonpath is not None:
         env["PYTHONPATH"] = pythonpath
     cmd = [sys.executable, str(Path(__file__).resolve()), str(seconds), "--detailed",
-           str(detailed), "--json"]
+           str(detailed), "--json"] + (["--stress-seconds", str(stress)] if stress else [])
     res = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env,
                          cwd=tempfile.gettempdir() if pythonpath else str(ROOT))
     rows: list[list[object]] = json.loads(res.stdout)
@@ -112,37 +119,47 @@ def main() -> None:
                     help="simulated seconds of each perf record run (default 0.5)")
     ap.add_argument("--detailed", type=float, default=1.0,
                     help="simulated seconds of the contended engine run (default 1)")
+    ap.add_argument("--stress-seconds", type=float, default=None,
+                    help="simulated seconds of the stress-ng runs (default: SECONDS)")
+    ap.add_argument("--full", action="store_true",
+                    help="the published lengths: 4 s of gzip work, 30 s of stress-ng; and "
+                         "the detailed rate (fast-forward off) at SECONDS for comparison")
     ap.add_argument("--compare", metavar="REV",
                     help="also measure git revision REV, in the same run")
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.seconds <= 0 or a.detailed <= 0:
-        ap.error("SECONDS and --detailed must be > 0")
+    if a.seconds <= 0 or a.detailed <= 0 or (a.stress_seconds is not None
+                                             and a.stress_seconds <= 0):
+        ap.error("SECONDS, --stress-seconds and --detailed must be > 0")
     if a.json:
-        print(json.dumps([list(r) for r in measure(a.seconds, a.detailed)]))
+        print(json.dumps([list(r) for r in measure(a.seconds, a.detailed, a.stress_seconds)]))
+        return
+    if a.full:
+        _full(a.seconds, a.detailed)
         return
     print(f"pmupart sampling benchmark: {a.seconds:g} simulated s per perf record run, "
           f"{a.detailed:g} s of the contended engine; load: {os.getloadavg()[0]:.2f}")
     if a.compare is None:
-        for label, sim, wall, dig, cpu in measure(a.seconds, a.detailed):
+        for label, sim, wall, dig, cpu, ff in measure(a.seconds, a.detailed, a.stress_seconds):
             print(f"{label:50s} {sim:7.3f} sim s in {wall:7.2f} s wall ({cpu:.2f} s CPU) = "
-                  f"{sim / wall:7.2f} sim s/wall s, {sim / cpu:7.2f} per CPU s  [{dig}]")
+                  f"{sim / wall:7.2f} sim s/wall s, {sim / cpu:7.2f} per CPU s, "
+                  f"{100 * ff:3.0f}% skipped  [{dig}]")
         return
     with tempfile.TemporaryDirectory() as d:
         _export(a.compare, Path(d))
         # before, after, before, after: the best wall time of each, so that a change in the
         # machine's load during the run weighs on both sides alike
-        before = _child(a.seconds, a.detailed, d)
-        after = _child(a.seconds, a.detailed, None)
+        before = _child(a.seconds, a.detailed, a.stress_seconds, d)
+        after = _child(a.seconds, a.detailed, a.stress_seconds, None)
         for rows, pp in ((before, d), (after, None)):
-            again = _child(a.seconds, a.detailed, pp)
+            again = _child(a.seconds, a.detailed, a.stress_seconds, pp)
             for r, x in zip(rows, again, strict=True):
                 r[2] = min(float(r[2]), float(x[2]))  # type: ignore[arg-type]
                 r[4] = min(float(r[4]), float(x[4]))  # type: ignore[arg-type]
     print(f"{'run':50s} {'before':>22s} {'after':>22s}  speed-up  digest")
     for b, c in zip(before, after, strict=True):
-        label, sim_b, wall_b, dig_b, cpu_b = b
-        _, sim_a, wall_a, dig_a, cpu_a = c
+        label, sim_b, wall_b, dig_b, cpu_b = b[:5]
+        _, sim_a, wall_a, dig_a, cpu_a = c[:5]
         rb = float(sim_b) / float(wall_b)  # type: ignore[arg-type]
         ra = float(sim_a) / float(wall_a)  # type: ignore[arg-type]
         cb = float(sim_b) / float(cpu_b)  # type: ignore[arg-type]
@@ -153,6 +170,23 @@ def main() -> None:
     print(f"(simulated s per wall s, and in parentheses per CPU s of the run; speed-up on CPU "
           f"time; before = {a.compare}, after = this tree; load now "
           f"{os.getloadavg()[0]:.2f})")
+
+
+def _full(seconds: float, detailed: float) -> None:
+    """The published lengths with fast-forward (the engine's sampling windows), next to the
+    detailed rate of the same runs at ``seconds`` (fast-forward off)."""
+    print(f"pmupart sampling benchmark, published lengths (4 s of gzip work, 30 s of "
+          f"stress-ng) vs fully detailed runs of {seconds:g} s; load: "
+          f"{os.getloadavg()[0]:.2f}")
+    full = measure(4.0, detailed, 30.0)
+    slow = measure(seconds, detailed, None, fast_forward=False)
+    print(f"{'run':50s} {'full length':>34s} {'detailed':>12s}  speed-up")
+    for f, d in zip(full[:-1], slow[:-1], strict=True):
+        label, sim, _wall, _dig, cpu, ff = f
+        rate, slow_rate = sim / cpu, d[1] / d[4]
+        print(f"{label:50s} {sim:6.2f} s in {cpu:6.2f} s CPU = {rate:6.2f}/s "
+              f"({100 * ff:3.0f}% skipped) {slow_rate:8.3f}/s  {rate / slow_rate:7.1f}x")
+    print("(simulated s per CPU s of the run; wall time equals CPU time on an idle machine)")
 
 
 if __name__ == "__main__":

@@ -249,7 +249,7 @@ class HostKernel:
             return
         for c in self._cpus_for(ev.leader):
             self.flush(c)
-            self.cpus[c].ctx.update_times(self.cpus[c].now_ns)
+            self.cpus[c].ctx.update_group_times(ev.leader, self.cpus[c].now_ns)
             if ev.hw_idx is not None:
                 ev.pmu.remove(c, ev)
         ev.state = EventState.OFF
@@ -301,7 +301,7 @@ class HostKernel:
         """``perf_event_read_value``: bring times up to date, then (count, enabled, running)."""
         for c in self._cpus_for(ev.leader):
             self.flush(c)
-            self.cpus[c].ctx.update_times(self.cpus[c].now_ns)
+            self.cpus[c].ctx.update_group_times(ev.leader, self.cpus[c].now_ns)
         return ev.read_value()
 
     def _cpus_for(self, ev: PerfEvent) -> list[int]:

@@ -182,6 +182,27 @@ class PerfContext:
                 e._tstamp = now_ns
         self.now_ns = now_ns
 
+    def update_group_times(self, leader: PerfEvent, now_ns: int) -> None:
+        """:meth:`update_times` for one group only (``perf_event_update_time`` on the event
+        and its siblings, as ``__perf_event_disable`` and ``__perf_event_read`` do): each
+        event keeps its own timestamp, so the others' times are the same when they are next
+        brought up to date.  A group that is not in this context is left alone, as the
+        whole-context update leaves it."""
+        if now_ns == self.now_ns and self._times_clean:
+            return
+        if not any(e is leader for e in self.leaders()):
+            return
+        for e in (leader, *leader.siblings):
+            if e.state in (EventState.OFF, EventState.DEAD):
+                e._tstamp = now_ns
+                continue
+            dt = now_ns - e._tstamp
+            if dt > 0:
+                e.time_enabled += dt
+                if e.state is EventState.ACTIVE:
+                    e.time_running += dt
+            e._tstamp = now_ns
+
     def mark(self, now_ns: int, events: list[PerfEvent]) -> None:
         """Start the clock of events that become schedulable here (task switched in)."""
         for ev in events:

@@ -28,13 +28,13 @@ def experiment() -> None:
 
 @experiment.command("cover-letter")
 @click.option("--scale", type=click.FloatRange(min=0.001), default=2.0, show_default=True,
-              help="Multiply the simulated work (2 runs in about 20 s).")
+              help="Multiply the simulated work (2 runs in about 4 s).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="The scenarios' seed (they make no random choice, so it changes nothing "
                    "today; kept so a random workload can be added).")
 @click.option("--full", is_flag=True,
               help="The published durations: 4 s of gzip, 60 s of SPECint, 30 s of stress-ng "
-                   "(overrides --scale).")
+                   "(overrides --scale; about 15 s, the engine skipping steady windows).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Runs at once, in worker processes (same results).")
 @click.option("--markdown", is_flag=True, help="Print the comparison as a Markdown table.")

@@ -253,3 +253,19 @@ def test_plot_spans_merged_and_shares_keep_short_stretches() -> None:
     assert all(0 < x < 0.001 for x in sh[(0, "vm0")])
     assert stack([("host", 0.9997), ("vm0", 0.0003)]).count("vm0") == 1
     assert len(stack([("host", 0.2), ("vm0", 0.5), ("free", 0.3)])) == 10
+
+
+def test_a_skipped_stretch_is_marked(tmp_path: Path) -> None:
+    """A stretch the engine fast-forwarded (here sampling windows of a guest perf record)
+    has no traps or interrupts of its own in the trace: an instant on the CPU says where it
+    starts, how long it is and how many windows it stands for."""
+    from pmupart.check.cover_letter import scenario as cover
+
+    tr = TraceRecorder()
+    r = run_scenario(cover("gzip", "partitioned", 5.0), listeners=[tr.listener])
+    out = tr.write_trace(r, tmp_path / "ff.json")
+    ff = [e for e in events(out) if e["ph"] == "i" and e["cat"] == "fast_forward"]
+    assert r.engine.fast_forwarded_ns > 0 and ff
+    skipped = sum(e["args"]["until_ns"] for e in ff) - sum(int(e["ts"] * 1000) for e in ff)
+    assert abs(skipped - r.engine.fast_forwarded_ns) <= 1000 * len(ff)  # ts is in µs
+    assert all(e["args"]["periods"] >= 1 and "vm0" in e["args"]["contexts"] for e in ff)

@@ -177,6 +177,15 @@ class TraceRecorder:
         elif kind == "fail_entry":
             self._instant(int(data["cpu"]), "fail_entry", "KVM_EXIT_FAIL_ENTRY", t,
                           {"ctx": str(data["ctx"])})
+        elif kind == "fast_forward":
+            # the engine skipped a steady stretch (pmupart/sim/fastforward.py): its work is in
+            # the counts, its traps and interrupts were not traced one by one
+            t0, t1 = int(data["t0"]), int(data["t1"])
+            self._instant(int(data["cpu"]), "fast_forward",
+                          f"fast-forward {(t1 - t0) / 1e6:.3f} ms ({data['periods']} periods)",
+                          t0, {"until_ns": t1, "periods": int(data["periods"]),
+                               "contexts": ",".join(str(c) for c in data.get("contexts", ()))},
+                          scope="p")
         elif kind == "vcpu_load" and data.get("migrated"):
             self._instant(int(data["cpu"]), "vcpu_load", "vcpu_load (migrated)", t,
                           {"vcpu": str(data["vcpu"])})

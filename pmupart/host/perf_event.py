@@ -13,7 +13,7 @@ interrupt) is the PMU driver's: :mod:`pmupart.host.arm_pmuv3`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -127,6 +127,22 @@ class PerfEvent:
         return (self.count * self.time_enabled) // self.time_running
 
 
+def _update_groups(leaders: Iterable[PerfEvent], now_ns: int) -> None:
+    """``perf_event_update_time`` on each group: enabled time accrues while an event is
+    schedulable (not OFF or DEAD), running time while it is ACTIVE, since its timestamp."""
+    for ev in leaders:
+        for e in (ev, *ev.siblings):
+            if e.state in (EventState.OFF, EventState.DEAD):
+                e._tstamp = now_ns
+                continue
+            dt = now_ns - e._tstamp
+            if dt > 0:
+                e.time_enabled += dt
+                if e.state is EventState.ACTIVE:
+                    e.time_running += dt
+            e._tstamp = now_ns
+
+
 class PerfContext:
     """One CPU's perf state: the CPU-bound events and the running task's events
     (``struct perf_cpu_context`` + the task's ``perf_event_context``)."""
@@ -169,17 +185,7 @@ class PerfContext:
         if now_ns == self.now_ns and self._times_clean:
             return
         self._times_clean = True
-        for ev in self.leaders():
-            for e in (ev, *ev.siblings):
-                if e.state in (EventState.OFF, EventState.DEAD):
-                    e._tstamp = now_ns
-                    continue
-                dt = now_ns - e._tstamp
-                if dt > 0:
-                    e.time_enabled += dt
-                    if e.state is EventState.ACTIVE:
-                        e.time_running += dt
-                e._tstamp = now_ns
+        _update_groups(self.leaders(), now_ns)
         self.now_ns = now_ns
 
     def update_group_times(self, leader: PerfEvent, now_ns: int) -> None:
@@ -190,18 +196,8 @@ class PerfContext:
         whole-context update leaves it."""
         if now_ns == self.now_ns and self._times_clean:
             return
-        if not any(e is leader for e in self.leaders()):
-            return
-        for e in (leader, *leader.siblings):
-            if e.state in (EventState.OFF, EventState.DEAD):
-                e._tstamp = now_ns
-                continue
-            dt = now_ns - e._tstamp
-            if dt > 0:
-                e.time_enabled += dt
-                if e.state is EventState.ACTIVE:
-                    e.time_running += dt
-            e._tstamp = now_ns
+        if any(e is leader for e in self.leaders()):
+            _update_groups((leader,), now_ns)
 
     def mark(self, now_ns: int, events: list[PerfEvent]) -> None:
         """Start the clock of events that become schedulable here (task switched in)."""

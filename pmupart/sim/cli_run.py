@@ -15,7 +15,7 @@ from pmupart.sim.spec import ScenarioSpec
 
 
 def load_for_cli(scenario: str, *, seed: int | None, duration: str | None,
-                 overrides: tuple[str, ...] = ()) -> ScenarioSpec:
+                 overrides: tuple[str, ...] = (), fast_forward: bool = True) -> ScenarioSpec:
     """Load SCENARIO with the command line's overrides, or exit 2 with the reason (the
     shared front half of ``pmupart run`` and ``pmupart check``)."""
     from pmupart.scenario import load_scenario
@@ -42,7 +42,7 @@ def load_for_cli(scenario: str, *, seed: int | None, duration: str | None,
         spec = dataclasses.replace(spec, duration_ns=ns)
     from pmupart.sim.limits import check_sizes
 
-    for w in check_sizes(spec):
+    for w in check_sizes(spec, fast_forward=fast_forward):
         click.echo(f"pmupart: warning: {w}", err=True)
     return spec
 
@@ -135,7 +135,8 @@ def run(scenario: str, seed: int | None, duration: str | None, overrides: tuple[
             check_output_path(path, option)
     if trace is not None and trace == plot:
         fail("--trace and --plot name the same file")
-    spec = load_for_cli(scenario, seed=seed, duration=duration, overrides=overrides)
+    spec = load_for_cli(scenario, seed=seed, duration=duration, overrides=overrides,
+                        fast_forward=fast_forward)
     listeners = []
     checker = None
     try:

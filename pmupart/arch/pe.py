@@ -2,7 +2,8 @@
 
 Everything here follows the Arm ARM DDI0487 M.a.a (chapters D13 and D14, the PMU register
 descriptions in D24.5, the shared PMU pseudocode in J1.1/J1.3), cited as "ARM §X"; "spec §N"
-names the section of the project's semantics notes that summarises the rule.  The PE is
+names the section of the project's semantics notes that summarises the rule (the notes are
+not in the repository: docs/sources.md gives each section's Arm ARM sources).  The PE is
 in Non-secure state; EL3 is not implemented (so NSK/NSU/M/SH are RES0 and MDCR_EL3 never
 intervenes); ``EL2Enabled()`` is TRUE whenever EL2 is implemented.
 

@@ -167,12 +167,12 @@ class VM:
         ``kvm_supports_guest_pmuv3()``): -EINVAL.  Then ``kvm_setup_vcpu`` gives a PMU vCPU a
         default PMU when the VM has none yet: the PMU of the CPU doing the init
         (``kvm_arm_set_default_pmu`` → ``kvm_pmu_probe_armpmu``, -ENODEV when no PMU covers
-        that CPU), with ``supported_cpus`` left unrestricted (§3.11, §5.11).
+        that CPU), with ``supported_cpus`` left unrestricted (kernel-code-deltas §3.11, §5.11).
 
-        ``strict`` adds the feature KVM_ARM_VCPU_PMU_V3_STRICT (bit 9, mainline 7.3, §3.13):
-        where the revision lacks it the bit is unknown (-ENOENT); it needs the PMUv3 feature
-        (-EINVAL); such a vCPU gets no default PMU (``kvm_setup_vcpu``), so the VMM must
-        SET_PMU before the first run."""
+        ``strict`` adds the feature KVM_ARM_VCPU_PMU_V3_STRICT (bit 9, mainline 7.3,
+        kernel-code-deltas §3.13): where the revision lacks it the bit is unknown (-ENOENT); it
+        needs the PMUv3 feature (-EINVAL); such a vCPU gets no default PMU (``kvm_setup_vcpu``),
+        so the VMM must SET_PMU before the first run."""
         host = self.kvm.host
         if not 0 <= init_cpu < len(host.cpus):
             raise ValueError(f"init_cpu must be a physical CPU 0..{len(host.cpus) - 1}, "

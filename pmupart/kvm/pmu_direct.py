@@ -13,14 +13,15 @@ are in :mod:`pmupart.kvm.pmu_direct_sys_regs`.
   event filter (``kvm_pmu_apply_event_filter``), write the saved counters, PMSELR, PMCR
   without P/C, clear the guest's PMOVS bits in hardware (the virtual copy is authoritative),
   PMCNTEN and PMINTEN.  v8 order: reserve, filter, counters, PMSELR, PMCR, PMOVSCLR, PMCNTEN,
-  PMINTEN; the model writes the filter last, which no one can observe in between (§4.8).
+  PMINTEN; the model writes the filter last, which no one can observe in between
+  (kernel-code-deltas §4.8).
 * ``kvm_pmu_put`` (v8 11/21): save counters, PMSELR, PMCR, PMCNTEN and PMINTEN, fold the
   hardware PMOVS into the virtual PMOVSSET and clear it, disable the guest counters and
   interrupts, give them back.  v8 neither saves PMUSERENR nor restores the host's PMCR.
 * Lazy swap (v4+): the vCPU starts FREE with traps in place and virtual state; a trapped
   access makes it GUEST_OWNED (``kvm_pmu_set_guest_owned``).
 * Interrupts: guest overflow bits of the host PMU interrupt go to a virtual PMOVSSET
-  (``kvm_pmu_handle_guest_irq``) and are injected at the next entry (§2.9).
+  (``kvm_pmu_handle_guest_irq``) and are injected at the next entry (spec kvm-partitioning §2.9).
 
 Without FEAT_FGT, or for zero counters without FEAT_HPMN0, the guest counters are still
 loaded in hardware but every access traps (the series' fallback).  Under the intent, where

@@ -156,8 +156,8 @@ class EmulatedPmu(VcpuPmu):
         since it was created (``local64_read(&perf_event->count)``), not of the guest's
         counter value: for a counter first written to S, the first callback comes at the
         wrap, the second S events later (not 2^32), and when the count is a multiple of
-        2^32 the period is 0 and the event stops calling back (spec kernel-code-deltas
-        §3.8; the model's earlier re-arm from the guest value is gone)."""
+        2^32 the period is 0 and the event stops calling back
+        (spec kernel-code-deltas §3.8; the model's earlier re-arm from the guest value is gone)."""
         idx = next((i for i, e in self.perf.items() if e is ev), None)
         if idx is None:
             return

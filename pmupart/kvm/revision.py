@@ -23,12 +23,13 @@ command line ``--set kvm.irq_demux=loaded-partitioned-vcpu``.  ``KvmOptions`` is
 intent under its older name (a subclass whose defaults are the intent's), so code written
 against it keeps its meaning.
 
-The source of every v8 row is ``shared/spec/kernel-code-deltas.md`` §4/§5 (the audit of the
-v8 patches as posted), checked against the patches themselves where the code index has them
-(linux-doc copies, Message-IDs ``20260612192909.1153907-N``): 09/21 (``pmu_reg_read/_write``),
-15/21 (``kvm_pmu_set_guest_owned``), 16/21 (``armv8pmu_handle_irq``), 17/21
-(``kvm_pmu_part_overflow_status``) and the series' ``pmu-direct.c`` (``kvm_pmu_load/put``,
-``kvm_pmu_apply_event_filter``, ``kvm_pmu_guest_counter_mask``).  For 18/21 (ENABLE_PARTITION),
+The source of every v8 row is the kernel-code-deltas audit, rows §4.x/§5.x (the audit of the v8
+patches as posted; docs/sources.md names each row's patch and function), checked against the patches
+themselves where the code index has them (linux-doc copies, Message-IDs
+``20260612192909.1153907-K``, K = patch number + 1, the cover letter being 1): 09/21
+(``pmu_reg_read/_write``), 15/21 (``kvm_pmu_set_guest_owned``), 16/21 (``armv8pmu_handle_irq``),
+17/21 (``kvm_pmu_part_overflow_status``) and the series' ``pmu-direct.c`` (``kvm_pmu_load/put``,
+``kvm_pmu_apply_event_filter``, ``kvm_pmu_guest_counter_mask``). For 18/21 (ENABLE_PARTITION),
 08/21's FGT2 feature map and 07/21 the audit's description is the source.
 """
 
@@ -62,7 +63,7 @@ class Backend(Enum):
     PARTITIONED = "partitioned"  #: the series' pmu-direct.c (needs ENABLE_PARTITION)
 
 
-# ---------------------------------------------------------------------- UAPI (§3.11, §4.10-12)
+# ----------------------------------------------------- UAPI (kernel-code-deltas §3.11, §4.10-§4.12)
 class PartitionAttr(Enum):
     """What ``KVM_ARM_VCPU_PMU_V3_ENABLE_PARTITION`` is and whom it affects."""
 
@@ -87,7 +88,7 @@ class PartitionSupport(Enum):
     VM_PMU = "vm-pmu"
 
 
-# ---------------------------------------------------------------------- ownership (§4.1, §4.2)
+# -------------------------------------------------------- ownership (kernel-code-deltas §4.1, §4.2)
 class OwnershipFlip(Enum):
     """Which trapped access makes a lazily swapped vCPU GUEST_OWNED."""
 
@@ -111,7 +112,7 @@ class LoadAtFlip(Enum):
     OWNER_ONLY = "owner-only"
 
 
-# ---------------------------------------------------------------------- context swap (§4.3-4.8)
+# ------------------------------------------------------ context swap (kernel-code-deltas §4.3-§4.8)
 class CounterMask(Enum):
     """The counters load/put, the filter, the IRQ demux and PMOVS act on."""
 
@@ -142,7 +143,7 @@ class HostPmcrAtPut(Enum):
     NOT_RESTORED = "not-restored"
 
 
-# ------------------------------------------------------ trap accessors (§4.5-4.6, §4.16)
+# --------------------------------------------- trap accessors (kernel-code-deltas §4.5-§4.6, §4.16)
 class EvtyperWrite(Enum):
     """A trapped PMEVTYPER/PMCCFILTR write of a GUEST_OWNED vCPU."""
 
@@ -180,7 +181,7 @@ class SwincFallback(Enum):
     VIRTUAL = "virtual"
 
 
-# ---------------------------------------------------------------------- filter (§4.9)
+# ----------------------------------------------------------------- filter (kernel-code-deltas §4.9)
 class FilterExempt(Enum):
     """Which events the partitioned backend's hardware filter never denies."""
 
@@ -190,7 +191,7 @@ class FilterExempt(Enum):
     NONE = "none"
 
 
-# ---------------------------------------------------------------------- interrupts (§4.14, §4.15)
+# ----------------------------------------------------- interrupts (kernel-code-deltas §4.14, §4.15)
 class IrqDemux(Enum):
     """Who gets the guest bits of a host PMU interrupt on a partitioned host."""
 
@@ -211,7 +212,7 @@ class FreeOverflow(Enum):
     FLIP_AND_READ_HW = "flip-and-read-hw"
 
 
-# ------------------------------------------------- MDCR_EL2 / FGT (§4.13, §4.17, §5.12)
+# ------------------------------------------ MDCR_EL2 / FGT (kernel-code-deltas §4.13, §4.17, §5.12)
 class GuestHpmn(Enum):
     """When ``kvm_arm_setup_mdcr_el2`` gives a GUEST_OWNED vCPU an untrapped range."""
 
@@ -233,7 +234,7 @@ class FgtSet(Enum):
     COMPUTED = "computed"
 
 
-# ---------------------------------------------------------------------- ID registers (§3.6)
+# ----------------------------------------------------------- ID registers (kernel-code-deltas §3.6)
 class MixedPmuver(Enum):
     """A host whose CPUs differ in ID_AA64DFR0_EL1.PMUVer (a 32-bit-counter core next to a
     64-bit one, or PMUv3p7 next to p8)."""
@@ -298,7 +299,8 @@ class Revision:
     #: fold hardware PMOVS into the virtual PMOVSSET at put (v8 11/21 ``kvm_pmu_put``)
     save_pmovs_on_put: bool = True
     #: clear the guest's PMOVS in hardware at put (v8 11/21); False is the partner of
-    #: ``clear_pmovs_on_load=False`` that lets a stale flag survive to the next load (§5.9)
+    #: ``clear_pmovs_on_load=False`` that lets a stale flag survive to the next load
+    #: (kernel-code-deltas §5.9)
     clear_pmovs_on_put: bool = True
     # ---- trapped accessors
     #: a trapped PMEVTYPER/PMCCFILTR write (v8 09/21: virtual until the next load)
@@ -315,8 +317,8 @@ class Revision:
     #: apply the VM's event filter to the hardware types at every load (v8 12/21
     #: ``kvm_pmu_apply_event_filter``; False = the v1 gap Oliver found: raw types reach hardware)
     filter_at_load: bool = True
-    #: variant (§5.12): the filter is applied at a vCPU's first load only; later loads write
-    #: the guest's types raw
+    #: variant (kernel-code-deltas §5.12): the filter is applied at a vCPU's first load only;
+    #: later loads write the guest's types raw
     filter_first_load_only: bool = False
     # ---- interrupts
     #: who gets the guest bits of a host PMU interrupt (v8 16/21: the running vCPU)

@@ -98,7 +98,7 @@ class VcpuPmu:
         read as 0 on every host: ``reset_pmcr`` stores 0 and ``access_pmcr`` keeps only bits
         [7:0] of a write (spec kernel-code-deltas §3.3).  A partitioned guest that reads the
         hardware PMCR later sees the same IMP on the FGT cores of the catalogue, all PMUv3p7+
-        where IMP is RAZ (ARM §D24.5.8; §5.2)."""
+        where IMP is RAZ (ARM §D24.5.8; kernel-code-deltas §5.2)."""
         return self.pmcr | (self.nr << 11)
 
     def pmcr_writable(self) -> int:
@@ -128,7 +128,8 @@ class VcpuPmu:
             v |= (1 << int(Event.SW_INCR)) | (1 << int(Event.CHAIN))
         elif not self.vcpu.pmu_strict:
             # compute_pmceid1: STALL_SLOT* hidden unless KVM_ARM_VCPU_PMU_V3_STRICT (mainline
-            # 7.3: with STRICT, PMMIR.SLOTS is exposed and the events are meaningful, §3.13)
+            # 7.3: with STRICT, PMMIR.SLOTS is exposed and the events are meaningful,
+            # kernel-code-deltas §3.13)
             for ev in (Event.STALL_SLOT_BACKEND, Event.STALL_SLOT_FRONTEND, Event.STALL_SLOT):
                 v &= ~(1 << (int(ev) - 0x20))
         flt = self.vm.pmu_filter
@@ -175,7 +176,7 @@ class VcpuPmu:
         trapped EL0 access (KVM injects UNDEF, where hardware would trap to EL1)."""
         if reg.name == "PMUSERENR_EL0":
             # access_pmuserenr: a read has no check at all; a write UNDEFs unless at EL1
-            # (spec kernel-code-deltas §3.1; ARM §D24.5.23: EL0 reads are not gated).
+            # (spec kernel-code-deltas §3.1; ARM §D24.5.26: EL0 reads are not gated).
             return write
         u = self.userenr
         if u & USERENR_EN:
@@ -276,7 +277,7 @@ class VcpuPmu:
         # kvm_pmu_set_counter_event_type: data & kvm_pmu_evtyper_mask = P | U | the event
         # mask; INCLUDE_EL2 (bit 27) only for a guest with EL2 (nested virt, not modelled),
         # the NS bits only with EL3.  PMCCFILTR takes the same mask, so its evtCount bits
-        # [15:0] (RES0 in the architecture) read back as written (spec §3.2).
+        # [15:0] (RES0 in the architecture) read back as written (spec kernel-code-deltas §3.2).
         v = value & self.evtyper_mask()
         if idx == CYCLE_IDX:
             self.ccfiltr = v

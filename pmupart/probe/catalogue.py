@@ -13,8 +13,9 @@ Every read and write is an outcome: a value (``v``), a write that completed (``o
 "counted or not" for time-based counts (``nz``), or the exception it raised (``t1``: taken
 to EL1, ``t2``: taken to EL2, with the ESR and the EL it came from).
 
-Spec sections are those of ``/work/shared/spec/pmuv3-semantics.md`` ("spec §N"), which cite
-the Arm ARM DDI0487 sections given with them.
+Spec sections ("spec §N") are those of the project's PMUv3 semantics notes, which are not in
+the repository; docs/sources.md lists each with the Arm ARM DDI0487 sections it rests on, and
+the probes give those sections with them.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Literal
 
 __all__ = ["PUBLISHED", "ComparisonRow", "Published", "format_comparison", "percent_change"]
 
-#: lore:20250602192702.2125115-1-coltonlewis@google.com (v1 cover letter), spec §3.
+#: lore:20250602192702.2125115-1-coltonlewis@google.com (v1 cover letter), spec kvm-partitioning §3.
 SOURCE = "lore:20250602192702.2125115-1-coltonlewis@google.com"
 
 

@@ -46,7 +46,8 @@ class Core:
     fgt2: bool = False
     hpmn0: bool = False
     icntr: bool = False
-    aarch32: bool = True  #: AArch32 implemented at some EL (PMCR.LC/D matter; spec §3)
+    #: AArch32 implemented at some EL (PMCR.LC/D matter; spec §3; ARM §D24.5.8)
+    aarch32: bool = True
     #: a PMU event export bus, so PMCR_EL0.X is RW (the Cortex/Neoverse TRMs describe X as
     #: the export enable); False makes X RAZ/WI (ARM §D24.5.8)
     export_bus: bool = True

@@ -79,7 +79,8 @@ class Event(IntEnum):
     STALL_SLOT = 0x3F
 
 
-#: Events the PE generates itself; a block of work cannot "retire" them (spec §6).
+#: Events the PE generates itself; a block of work cannot "retire" them (spec §6;
+#: ARM §J1.3.1.114 SW_INCR, §J1.1.1.47 CHAIN).
 GENERATED_EVENTS = frozenset({Event.SW_INCR, Event.CHAIN})
 
 #: The common events every modelled PMUv3 core implements unless the catalogue says

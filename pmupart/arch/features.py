@@ -1,4 +1,5 @@
-"""PMU architecture versions and feature names (spec §4 ID registers, §11).
+"""PMU architecture versions and feature names (spec §4 ID registers, §11;
+arch/arm64/tools/sysreg ID_AA64DFR0_EL1).
 
 Features are strings named as in the Arm ARM (``FEAT_HPMN0``); the PMU version is an
 ``IntEnum`` whose values are the ID_AA64DFR0_EL1.PMUVer encodings.

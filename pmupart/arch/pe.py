@@ -16,10 +16,10 @@ The public surface is DESIGN.md's contract::
     pe.read("PMEVCNTR0_EL0").value
     pe.pmuirq
 
-Counting is arithmetic (spec §6): a block passed to :meth:`PE.count` adds each event's
-count to every counter that counts it, with the number of overflows (and so of CHAIN
-events) computed from carries, never by iteration.  Which counters count at each EL is
-cached and the cache is dropped only by writes to the registers that decide it.
+Counting is arithmetic (spec §6; ARM §J1.1.1.47-48): a block passed to :meth:`PE.count` adds each
+event's count to every counter that counts it, with the number of overflows (and so of CHAIN events)
+computed from carries, never by iteration.  Which counters count at each EL is cached and the cache
+is dropped only by writes to the registers that decide it.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from pmupart.arch.sysreg import BY_NAME, RegDef, check_value, lookup
 
 M32 = (1 << 32) - 1
 M64 = (1 << 64) - 1
-CYCLE_IDX = 31  #: pseudo-index of PMCCNTR_EL0 (bit C), spec §1
-ICNTR_IDX = 32  #: pseudo-index of PMICNTR_EL0 (bit F0), spec §1
+CYCLE_IDX = 31  #: pseudo-index of PMCCNTR_EL0 (bit C), spec §1; ARM §J1.3.1.89
+ICNTR_IDX = 32  #: pseudo-index of PMICNTR_EL0 (bit F0), spec §1; ARM §J1.3.1.105
 C_BIT = 1 << CYCLE_IDX
 F0_BIT = 1 << ICNTR_IDX
 _EV_CPU_CYCLES = int(Event.CPU_CYCLES)
@@ -144,7 +144,7 @@ class PMUSnapshot:
 
 
 class _Plan:
-    """Which counters count at one EL, computed from the registers (spec §5)."""
+    """Which counters count at one EL, computed from the registers (spec §5; ARM §J1.3.1.93)."""
 
     __slots__ = (
         "by_event",
@@ -171,7 +171,7 @@ class _Plan:
         # (index, bit, overflow mask, overflow shift, counter mask, CHAIN target or 0).
         self.incs: dict[int, tuple[tuple[int, int, int, int, int, int], ...]] = {}
         self.counting: int = 0  # bitmask of event counters counting some retirable event
-        self.sw_incr: tuple[int, ...] = ()  # counters counting SW_INCR here (spec §6)
+        self.sw_incr: tuple[int, ...] = ()  # counting SW_INCR (spec §6; ARM §J1.3.1.114)
         self.chain_odd: int = 0  # bitmask of odd counters counting CHAIN
         self.chain_ok: int = 0  # bitmask of even counters whose overflow may chain onwards
         self.lp_mask: int = 0  # counters overflowing at 64 bits
@@ -310,9 +310,10 @@ class PE:
             warnings.warn("what-if PE: " + "; ".join(notes), stacklevel=3)
 
     def reset(self) -> None:
-        """Warm reset, then the state Linux's ``__init_el2_debug``/``__init_el2_fgt`` leave
-        (spec §2 "Linux boot"): MDCR_EL2.HPMN = N and no PMU traps; FGT2 n-bits for
-        PMICNTR/PMICFILTR/PMUACR set (no trap).  UNKNOWN resets use ``policies.unknown_reset``.
+        """Warm reset, then the state Linux's ``__init_el2_debug``/``__init_el2_fgt`` leave (spec §2
+        "Linux boot"; arch/arm64/include/asm/el2_setup.h): MDCR_EL2.HPMN = N and no PMU traps; FGT2
+        n-bits for PMICNTR/PMICFILTR/PMUACR set (no trap).  UNKNOWN resets use
+        ``policies.unknown_reset``.
         """
         u = self.policies.unknown_reset
         n = self.num_counters
@@ -325,7 +326,7 @@ class PE:
         self._icfiltr = _ICF_EVTCOUNT  # evtCount reads 0x0008, INST_RETIRED (ARM §D24.5.14)
         self._pmcr = 0  # E resets to 0 (ARM §D24.5.8); others UNKNOWN -> 0
         if not self.aarch32:
-            self._pmcr |= _PMCR_LC  # LC is RES1 without AArch32 (spec §3)
+            self._pmcr |= _PMCR_LC  # LC is RES1 without AArch32 (spec §3; ARM §D24.5.8)
         self._cnten = self._ovs = self._inten = 0
         self._pmselr = 0
         self._pmuserenr = 0
@@ -379,7 +380,8 @@ class PE:
 
     @property
     def in_host(self) -> bool:
-        """HCR_EL2.{E2H,TGE} == {1,1}: EL0 is the VHE host's (ELIsInHost, spec §8.1)."""
+        """HCR_EL2.{E2H,TGE} == {1,1}: EL0 is the VHE host's (ELIsInHost, spec §8.1;
+        ARM §D24.5.10 accessor)."""
         return (self._hcr & (_HCR_E2H | _HCR_TGE)) == (_HCR_E2H | _HCR_TGE)
 
     def accessible(self, el: int | None = None) -> int:
@@ -388,11 +390,11 @@ class PE:
         return self._hpmn if (e <= 1 and self.has_el2) else self.num_counters
 
     def _cnt_mask(self) -> int:
-        # Event counters are 32-bit before PMUv3p5, 64-bit from it (spec §6).
+        # Event counters are 32-bit before PMUv3p5, 64-bit from it (spec §6; ARM §J1.1.1.47).
         return M64 if self._p5 else M32
 
     def _recompute_hpmn(self) -> None:
-        """EffectiveHPMN (spec §1, §9).  CONSTRAINED UNPREDICTABLE values go to the
+        """EffectiveHPMN (spec §1, §9; ARM §J1.3.1.95).  CONSTRAINED UNPREDICTABLE values go to the
         ``reserved_hpmn`` policy."""
         n = self.num_counters
         h = self._mdcr & 0x1F
@@ -413,7 +415,8 @@ class PE:
 
     @property
     def hpmn_constrained_unpredictable(self) -> bool:
-        """True when MDCR_EL2.HPMN holds a CONSTRAINED UNPREDICTABLE value (spec §9)."""
+        """True when MDCR_EL2.HPMN holds a CONSTRAINED UNPREDICTABLE value (spec §9;
+        ARM §K1.2.6.3, §D24.3.17)."""
         h = self._mdcr & 0x1F
         return self.has_el2 and (h > self.num_counters or (h == 0 and not self.hpmn0))
 
@@ -450,7 +453,8 @@ class PE:
         """GetPMUWriteMask() (ARM §J1.3.1.101): writes of PMCNTEN*/PMINTEN*/PMOVS* and PMZR
         (``write_counter``).  At EL0 with UEN = 1, ER/CR/IR = 1 make the event counters /
         cycle counter / instruction counter read-only, their control bits included
-        (spec §8.3); F0 follows FGT2 nPMICNTR (PMZR) or nPMICFILTR (the others, spec §8.6)."""
+        (spec §8.3; ARM §D24.5.26); F0 follows FGT2 nPMICNTR (PMZR) or nPMICFILTR (the others,
+        spec §8.6; ARM §D24.2.66, §D24.2.68)."""
         m = self._access_mask(el)
         if el == 0 and self._p9 and (self._pmuserenr & _USERENR["UEN"]):
             u = self._pmuserenr
@@ -471,7 +475,8 @@ class PE:
         return idx >= CYCLE_IDX or idx < self._hpmn
 
     def _filtered(self, filt: int, el: int) -> bool:
-        """The PMEVTYPER/PMCCFILTR/PMICFILTR filter table, Non-secure column (spec §5.6).
+        """The PMEVTYPER/PMCCFILTR/PMICFILTR filter table, Non-secure column (spec §5.6;
+        ARM §J1.3.1.93).
         NSK/NSU are RES0 without EL3, so EL0 counts iff U == 0 and EL1 iff P == 0."""
         if el == 0:
             return bool(filt & _FILT_U)
@@ -526,24 +531,27 @@ class PE:
                 # pmuv3-semantics §6; ARM §D24.5.12; kernel-code-deltas §5.1).
                 continue
             if ev == _EV_CHAIN:
-                # Only odd counters count CHAIN (spec §6); CHAIN is generated, not retired.
+                # Only odd counters count CHAIN (spec §6; ARM §J1.1.1.47); CHAIN is generated, not
+                # retired.
                 if i & 1:
                     p.chain_odd |= 1 << i
                 continue
             by_event.setdefault(ev, []).append(i)
-        # SW_INCR is generated by PMSWINC_EL0 writes only (spec §6): its counters live in
-        # sw_incr, so that count() rejects a retired SW_INCR whether or not a counter has it.
+        # SW_INCR is generated by PMSWINC_EL0 writes only (spec §6; ARM §J1.3.1.114): its counters
+        # live in sw_incr, so that count() rejects a retired SW_INCR whether or not a counter has
+        # it.
         p.sw_incr = tuple(by_event.pop(_EV_SW_INCR, ()))
         p.by_event = {k: tuple(v) for k, v in by_event.items()}
-        # Overflow width per counter: LP for the first range, HLP for the second (spec §6).
+        # Overflow width per counter: LP for the first range, HLP for the second (spec §6;
+        # ARM §J1.1.1.47).
         if self._p5:
             lp1 = bool(pmcr & _PMCR_LP)
             lp2 = bool(mdcr & _MDCR_HLP)
             for i in range(self.num_counters):
                 if (lp1 if i < hpmn else lp2):
                     p.lp_mask |= 1 << i
-        # CHAIN from even counter i to i+1 (spec §6): only with i+1 < N; straddling HPMN is
-        # CONSTRAINED UNPREDICTABLE (policy chain_straddle).
+        # CHAIN from even counter i to i+1 (spec §6; ARM §J1.1.1.47, §D14.3): only with i+1 < N;
+        # straddling HPMN is CONSTRAINED UNPREDICTABLE (policy chain_straddle).
         for i in range(0, self.num_counters - 1, 2):
             if (p.chain_odd >> (i + 1)) & 1:
                 if (i + 1 == hpmn) and self.policies.chain_straddle is ChainStraddle.NO_COUNT:
@@ -559,8 +567,8 @@ class PE:
         if self._p7 and (mdcr & _MDCR_HPMFZO):
             p.fz_r2 = r2_bits
             p.r2_frz = r2_bits
-        # The cycle counter (spec §5.5): first-range enable; HPMD/freeze stop it only when
-        # PMCR.DP = 1; HCCD (PMUv3p5) stops it at EL2 whatever DP is.
+        # The cycle counter (spec §5.5; ARM §J1.3.1.93, §D13.5.4): first-range enable; HPMD/freeze
+        # stop it only when PMCR.DP = 1; HCCD (PMUv3p5) stops it at EL2 whatever DP is.
         dp = bool(pmcr & _PMCR_DP)
         cyc = e1 and bool(cnten & C_BIT) and not self._filtered(self._ccfiltr, el)
         if cyc and hpmd and dp:
@@ -568,7 +576,8 @@ class PE:
         if cyc and el == 2 and self._p5 and (mdcr & _MDCR_HCCD):
             cyc = False
         p.cycle = cyc
-        # No AArch32, or LC = 1: no divider and 64-bit overflow (spec §6 "Cycle counter").
+        # No AArch32, or LC = 1: no divider and 64-bit overflow (spec §6 "Cycle counter";
+        # ARM §J1.1.1.46).
         p.cycle64 = not self.aarch32 or bool(pmcr & _PMCR_LC)
         p.cycle_frz = dp and bool(p.fz_r1)
         # The instruction counter (FEAT_PMUv3_ICNTR): first range; HPMD prohibits it at EL2.
@@ -576,10 +585,10 @@ class PE:
             p.icnt = e1 and bool(cnten & F0_BIT) and not hpmd \
                 and not self._filtered(self._icfiltr, el)
             p.icnt_frz = bool(p.fz_r1)
-        # The hot-path steps (spec §6): a counter overflows on the carry out of bit 31
-        # (LP/HLP = 0, or any counter before PMUv3p5) or out of bit 63 (LP/HLP = 1); it
-        # holds 32 bits before PMUv3p5 and 64 from it; an overflowing even counter feeds
-        # CHAIN to i + 1 where chain_ok allows it and its overflow width is 32 bits.
+        # The hot-path steps (spec §6; ARM §J1.1.1.47): a counter overflows on the carry out of bit
+        # 31 (LP/HLP = 0, or any counter before PMUv3p5) or out of bit 63 (LP/HLP = 1); it holds 32
+        # bits before PMUv3p5 and 64 from it; an overflowing even counter feeds CHAIN to i + 1 where
+        # chain_ok allows it and its overflow width is 32 bits.
         cmask = M64 if self._p5 else M32
         for ev, ctrs in p.by_event.items():
             steps = []
@@ -637,8 +646,8 @@ class PE:
                 self._bad_count(ev, n)
             steps = incs.get(ev)
             if steps is not None:
-                # spec §6: add n, count the carries out of the overflow bit (one PMOVS flag,
-                # one CHAIN event per carry), keep the counter's width.
+                # spec §6 (ARM §J1.1.1.47): add n, count the carries out of the overflow bit (one
+                # PMOVS flag, one CHAIN event per carry), keep the counter's width.
                 for i, bit, ovm, sh, cm, chain in steps:
                     if frozen & bit:
                         continue
@@ -703,7 +712,8 @@ class PE:
         return ovs | C_BIT if wraps else ovs
 
     def _apply_chains(self, chains: dict[int, int], frozen: int) -> int:
-        """Add CHAIN events to the odd counters (spec §6).  Odd counters never chain on."""
+        """Add CHAIN events to the odd counters (spec §6; ARM §J1.1.1.47).  Odd counters never chain
+        on."""
         ovs = self._ovs
         plan = self._plan()
         pol_ignore = self.policies.freeze_chain is FreezeChain.IGNORES
@@ -739,9 +749,9 @@ class PE:
         return wraps
 
     def events_to_overflow(self, idx: int) -> int | None:
-        """How many more increments counter ``idx`` (0..N-1, or 31 for PMCCNTR) takes to set
-        its overflow flag, at the current widths; ``None`` if it does not count here, frozen
-        ones included (spec §5.4).  (Engines use it to cut blocks at the exact overflow
+        """How many more increments counter ``idx`` (0..N-1, or 31 for PMCCNTR) takes to set its
+        overflow flag, at the current widths; ``None`` if it does not count here, frozen ones
+        included (spec §5.4; ARM §J1.3.1.118).  (Engines use it to cut blocks at the exact overflow
         point.)"""
         plan = self._plan()
         ovs = self._ovs
@@ -753,8 +763,8 @@ class PE:
             if self.aarch32 and not lc:
                 incs = (1 << 32) - (self._ccnt & M32)
                 if self._pmcr & _PMCR_D:
-                    # One increment per 64 cycles (spec §6 "Cycle counter"): the cycles to
-                    # the overflow count the residue already accumulated.
+                    # One increment per 64 cycles (spec §6 "Cycle counter"; ARM §J1.1.1.46): the
+                    # cycles to the overflow count the residue already accumulated.
                     return incs * 64 - self._ccd_residue
                 return incs
             return (1 << 64) - self._ccnt
@@ -889,8 +899,8 @@ class PE:
         return Outcome.OK if fault is None else fault.outcome
 
     def _check(self, reg: RegDef, write: bool) -> tuple[Access, int] | tuple[None, int]:
-        """The architectural checks of spec §8.1, in order.  Returns (fault, _) or
-        (None, flags) where flags bit 0 = RAZ/WI, bit 1 = writes ignored."""
+        """The architectural checks of spec §8.1 (ARM §D24.5 accessors), in order.  Returns (fault,
+        _) or (None, flags) where flags bit 0 = RAZ/WI, bit 1 = writes ignored."""
         el = self._el
         # 0. Absent feature, wrong direction, EL too low: UNDEFINED (ARM §D24.5 accessors).
         if reg.feature is not None and reg.feature not in self.features:
@@ -911,30 +921,33 @@ class PE:
         if el == 2:
             return None, flags
         host = self.in_host
-        # 2b. EL0: PMUSERENR_EL0 gate; traps to EL1, or to EL2 with HCR_EL2.TGE (spec §8.3).
+        # 2b. EL0: PMUSERENR_EL0 gate; traps to EL1, or to EL2 with HCR_EL2.TGE (spec §8.3;
+        # ARM §D13.11.3 Table D13-12).
         if el == 0:
             gate = self._el0_gate(reg, write)
             if gate is Outcome.UNDEFINED:
                 return _UNDEF, 0
             if gate is not None:
                 return (_TRAP_EL2 if (self._hcr & _HCR_TGE) else _TRAP_EL1), 0
-        # 2c. Fine-grained traps (FEAT_FGT, 1 = trap), not for EL0 in host (spec §8.5).
+        # 2c. Fine-grained traps (FEAT_FGT, 1 = trap), not for EL0 in host (spec §8.5;
+        # ARM §D24.2.67, §D24.2.69).
         if self.fgt and reg.fgt is not None and not (el == 0 and host):
             fm = _fgt_mask("HDFGWTR_EL2" if write else "HDFGRTR_EL2", reg.fgt)
             if fm and (self._hdfgwtr if write else self._hdfgrtr) & fm:
                 return _TRAP_EL2, 0
-        # FEAT_FGT2 (0 = trap; spec §8.6).
+        # FEAT_FGT2 (0 = trap; spec §8.6; ARM §D24.2.66, §D24.2.68).
         if self.fgt2 and reg.fgt2 is not None and not (el == 0 and host):
             fm = _fgt_mask("HDFGWTR2_EL2" if write else "HDFGRTR2_EL2", reg.fgt2)
             if fm and not ((self._hdfgwtr2 if write else self._hdfgrtr2) & fm):
                 return _TRAP_EL2, 0
-        # 2d. MDCR_EL2.TPM (spec §8.4).
+        # 2d. MDCR_EL2.TPM (spec §8.4; ARM §D24.3.17).
         if (self._mdcr & _MDCR_TPM) and (reg.tpm_write if write else reg.tpm_read):
             return _TRAP_EL2, 0
-        # 2e. MDCR_EL2.TPMCR: PMCR_EL0 only (spec §8.4).
+        # 2e. MDCR_EL2.TPMCR: PMCR_EL0 only (spec §8.4; ARM §D24.3.17).
         if reg.tpmcr and (self._mdcr & _MDCR_TPMCR):
             return _TRAP_EL2, 0
-        # 2f. Counter at or above HPMN: trap to EL2 with FEAT_FGT, else policy (spec §8.2).
+        # 2f. Counter at or above HPMN: trap to EL2 with FEAT_FGT, else policy (spec §8.2;
+        # ARM §D13.11.1, §D24.2.67).
         if idx is not None and idx != -1 and not (flags & 1) and idx >= self._hpmn \
                 and self.has_el2:
             if self.fgt:
@@ -945,7 +958,8 @@ class PE:
             if pol is NoFgtCounterAccess.UNDEFINED:
                 return _UNDEF, 0
             flags |= 1
-        # 2h. PMUv3p9 EL0 controls: PMUACR per counter, ER/CR/IR read-only (spec §8.3).
+        # 2h. PMUv3p9 EL0 controls: PMUACR per counter, ER/CR/IR read-only (spec §8.3;
+        # ARM §D24.5.26).
         if el == 0 and self._p9 and (self._pmuserenr & _USERENR["UEN"]):
             flags |= self._uen_flags(reg, idx, write)
         return None, flags
@@ -1045,7 +1059,7 @@ class PE:
         # N reads as the effective HPMN at EL0/EL1 with EL2 enabled (spec §3, ARM §D24.5.8).
         n = self.accessible(el)
         v = self._pmcr | (n << 11)
-        if self.pmuver < PMUVer.V3P7:  # IMP/IDCODE RAZ from PMUv3p7 (spec §3)
+        if self.pmuver < PMUVer.V3P7:  # IMP/IDCODE RAZ from PMUv3p7 (spec §3; ARM §D24.5.8)
             v |= (self.implementer & 0xFF) << 24
         return v
 
@@ -1065,7 +1079,7 @@ class PE:
         return self._ccfiltr if sel == 31 else self._evtyper[sel]
 
     def _pmceid(self, base: int) -> int:
-        """PMCEID bit n <-> event base+n, bit 32+n <-> 0x4000+base+n (spec §10)."""
+        """PMCEID bit n <-> event base+n, bit 32+n <-> 0x4000+base+n (spec §10; ARM §D24.5.4/5)."""
         v = 0
         for ev in self.events:
             if base <= ev < base + 32:
@@ -1108,7 +1122,8 @@ class PE:
         mask = _feature_mask("PMEVTYPER0_EL0", self.features)
         v = value & mask
         # Only pre-PMUv3p8 and outside 0x0000-0x003F / 0x4000-0x403F is the read-back of an
-        # unsupported evtCount UNKNOWN; elsewhere it returns what was written (spec §4).
+        # unsupported evtCount UNKNOWN; elsewhere it returns what was written (spec §4;
+        # ARM §D24.5.12).
         ev = v & 0xFFFF
         if self.policies.unknown_readback is UnknownReadback.ZERO and ev not in self.events \
                 and self.pmuver < PMUVer.V3P8 and not (ev <= 0x3F or 0x4000 <= ev <= 0x403F):
@@ -1118,12 +1133,12 @@ class PE:
             self._invalidate()
 
     def _write_pmcr(self, value: int) -> None:
-        """PMCR_EL0 (spec §3): writable E, X, DP, LC/D (AArch32), LP (p5), FZO (p7), FZS;
-        P zeroes the accessible event counters, C zeroes PMCCNTR; flags unchanged."""
+        """PMCR_EL0 (spec §3; ARM §D24.5.8): writable E, X, DP, LC/D (AArch32), LP (p5), FZO (p7),
+        FZS; P zeroes the accessible event counters, C zeroes PMCCNTR; flags unchanged."""
         wm = _PMCR_E
         if "FEAT_PMU_EXPORT" in self.features:  # X: RAZ/WI without an export bus (§D24.5.8)
             wm |= _PMCR_X
-        if (self._p1 and self.has_el2) or self._p7:  # DP: PMUv3p1 + EL2, or PMUv3p7 (spec §3)
+        if (self._p1 and self.has_el2) or self._p7:  # DP: p1 + EL2, or p7 (spec §3; ARM §D24.5.8)
             wm |= _PMCR_DP
         if self.aarch32:
             wm |= _PMCR_LC | _PMCR_D
@@ -1192,7 +1207,8 @@ class PE:
             self._icnt = 0
 
     def _write_mdcr(self, value: int) -> None:
-        """MDCR_EL2: fields of absent features are RES0; HPMN is recomputed (spec §2, §9)."""
+        """MDCR_EL2: fields of absent features are RES0; HPMN is recomputed (spec §2, §9;
+        ARM §D24.3.17)."""
         self._mdcr = value & _feature_mask("MDCR_EL2", self.features)
         self._recompute_hpmn()
 

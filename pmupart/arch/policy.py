@@ -43,7 +43,7 @@ class ChainFilter(Enum):
 
 class NoFgtCounterAccess(Enum):
     """EL0/EL1 access to counter n with HPMN <= n < N on a PE without FEAT_FGT (spec §8.2:
-    UNDEFINED, RAZ/WI, NOP, an UNKNOWN accessible counter, or a trap to EL2)."""
+    UNDEFINED, RAZ/WI, NOP, an UNKNOWN accessible counter, or a trap to EL2; ARM §K1.2.6.1-2)."""
 
     TRAP_EL2 = "trap-el2"  #: as a PE with FEAT_FGT does
     UNDEFINED = "undefined"
@@ -51,7 +51,8 @@ class NoFgtCounterAccess(Enum):
 
 
 class NoFgtUnimplementedAccess(Enum):
-    """Access to counter n >= N on a PE without FEAT_FGT (spec §8.1 step 1, §8.2)."""
+    """Access to counter n >= N on a PE without FEAT_FGT (spec §8.1 step 1, §8.2; ARM
+    §D13.11.1, §K1.2.6.1-2)."""
 
     UNDEFINED = "undefined"  #: as a PE with FEAT_FGT does
     RAZ_WI = "raz-wi"
@@ -82,12 +83,12 @@ class Policies:
 
     * ``unknown_reset``: fields whose reset value is UNKNOWN reset to 0.
     * ``external_debug_enabled``: ExternalSecureNoninvasiveDebugEnabled() (spec §2 HPMD,
-      §5.3); FALSE, so HPMD prohibitions apply on PEs without FEAT_Debugv8p2 too.
+      §5.3; ARM §J1.3.1.93); FALSE, so HPMD prohibitions apply on PEs without FEAT_Debugv8p2 too.
 
-    Freeze on overflow (FZO/HPMFZO, spec §5.4) takes effect between blocks of work: a
-    block passed to ``PE.count`` is one step, like one ``AArch64.PMUCycle`` with
-    accumulated events (ARM §J1.1.1.48).  Callers that need the exact freeze point split
-    their blocks at the overflow (``PE.events_to_overflow`` tells where).
+    Freeze on overflow (FZO/HPMFZO, spec §5.4; ARM §J1.3.1.118) takes effect between blocks of work:
+    a block passed to ``PE.count`` is one step, like one ``AArch64.PMUCycle`` with accumulated
+    events (ARM §J1.1.1.48).  Callers that need the exact freeze point split their blocks at the
+    overflow (``PE.events_to_overflow`` tells where).
     """
 
     reserved_hpmn: ReservedHpmn = ReservedHpmn.CLAMP

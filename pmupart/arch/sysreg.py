@@ -62,7 +62,8 @@ class FieldDef:
 
 @dataclass(frozen=True, slots=True)
 class UserEn:
-    """PMUSERENR_EL0 bits that grant an EL0 access (spec §8.3); empty means never."""
+    """PMUSERENR_EL0 bits that grant an EL0 access (spec §8.3; ARM §D13.11.3); empty
+    means never."""
 
     read: frozenset[str]
     write: frozenset[str]
@@ -70,7 +71,8 @@ class UserEn:
 
 @dataclass(frozen=True, slots=True)
 class RegDef:
-    """A system register: encoding, fields and the access-control attributes of spec §8."""
+    """A system register: encoding, fields and the access-control attributes of spec §8 (ARM
+    §D24.5 accessors)."""
 
     name: str
     op0: int

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 _MDCR = BY_NAME["MDCR_EL2"]
 HPMD = _MDCR.field("HPMD").mask
 HCCD = _MDCR.field("HCCD").mask
-NSH = 1 << 27  #: PMEVTYPER/PMCCFILTR.NSH: count at EL2 (spec pmuv3 §5 item 6)
+NSH = 1 << 27  #: PMEVTYPER/PMCCFILTR.NSH: count at EL2 (spec pmuv3 §5 item 6; ARM §D24.5.12)
 EXCL_EL1, EXCL_EL0 = 1 << 31, 1 << 30
 PMCR_DP = 1 << 5
 _M32 = (1 << 32) - 1

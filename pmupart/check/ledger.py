@@ -107,7 +107,8 @@ class Ledger:
                     exclude_kernel: bool = False) -> int:
         """What an ideal, unshared PMU in the guest would count for ``event``: the vCPU's own
         work at guest EL0 (unless ``exclude_user``) and EL1 (unless ``exclude_kernel``); never
-        the host's, never EL2 (spec kvm-partitioning §2.5, §2.8)."""
+        the host's, never EL2 (spec kvm-partitioning §2.5, §2.8; v7 09/20 HPMD/HCCD, v7 11/20
+        ``kvm_pmu_apply_event_filter``)."""
         n = 0
         for (w, _c, e, g), tot in self.totals.items():
             if w != who or not g:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pmupart.host")
 
 # PMEVTYPER filter bits as the driver names them (include/linux/perf/arm_pmuv3.h names;
-# positions from the register table, spec §4).
+# positions from the register table, spec §4; ARM §D24.5.12).
 ARMV8_PMU_EXCLUDE_EL1 = 1 << 31
 ARMV8_PMU_EXCLUDE_EL0 = 1 << 30
 ARMV8_PMU_INCLUDE_EL2 = 1 << 27
@@ -50,7 +50,8 @@ class AllocOrder(Enum):
 
 
 class Reservation(Enum):
-    """What ``reserved_host_counters`` means (spec kvm-partitioning §2.3)."""
+    """What ``reserved_host_counters`` means (spec kvm-partitioning §2.3; static in v1-v6,
+    dynamic from v7 13/20 with ``perf_pmu_resched_update``)."""
 
     STATIC = "static"  #: v1-v6: the guest range is taken from the host at boot
     DYNAMIC = "dynamic"  #: v7+: taken only while a partitioned vCPU is loaded

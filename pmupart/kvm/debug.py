@@ -59,7 +59,8 @@ def kvm_arm_setup_mdcr_el2(vcpu: VCPU, cpu: int, guest_owned: bool) -> MdcrSetup
     one counter, this CPU's PMU partitioned with room for the VM's counters, and, with the
     lazy swap, the guest already owns the PMU), clear TPM | TPMCR and set HPMN =
     ``nr_pmu_counters``.  The v1 variant took HPMN from the VM's PMU instead: wrong on a
-    heterogeneous host (spec kvm-partitioning §2.4).
+    heterogeneous host (spec kvm-partitioning §2.4; Oliver Upton's review of v1 06/17,
+    lore:aD4llDZwb_sC_Ptj@linux.dev).
     """
     vm = vcpu.vm
     host = vm.kvm.host

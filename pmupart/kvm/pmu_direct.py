@@ -5,7 +5,8 @@ makes).
 The guest owns hardware counters 0..HPMN-1 (HPMN = ``nr_pmu_counters``) and the cycle
 counter while its vCPU is loaded; it touches PMCR, PMSELR, PMUSERENR, PMCCNTR, PMCNTEN*,
 PMINTEN* and PMEVCNTRn directly, while PMOVS, PMEVTYPERn, PMCCFILTR, PMCEIDn, PMMIR and the
-instruction counter stay trapped by FGT (spec kvm-partitioning §2.6).  The trapped accessors
+instruction counter stay trapped by FGT (spec kvm-partitioning §2.6; v8 08/21, the series'
+``arch/arm64/kvm/config.c``).  The trapped accessors
 are in :mod:`pmupart.kvm.pmu_direct_sys_regs`.
 
 * ``kvm_pmu_load`` (v8 11/21, 12/21, 14/21): take the guest counters from the host (dynamic

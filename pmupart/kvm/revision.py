@@ -43,14 +43,16 @@ from typing import Any
 
 # ---------------------------------------------------------------------- design variants
 class HpmnSource(Enum):
-    """Where ``kvm_arm_setup_mdcr_el2`` takes MDCR_EL2.HPMN from (spec kvm §2.4)."""
+    """Where ``kvm_arm_setup_mdcr_el2`` takes MDCR_EL2.HPMN from (spec kvm §2.4; v1 06/17 vs
+    v8 10/21, ``arch/arm64/kvm/debug.c``)."""
 
     PER_CPU = "per-cpu"  #: v2+: this CPU's state, never the VM's PMU
     VM_PMU = "vm-pmu"  #: v1 06/17: the VM's arm_pmu, wrong when vCPUs migrate on big.LITTLE
 
 
 class Swap(Enum):
-    """When the partitioned vPMU swaps guest PMU state in (spec kvm §2.7)."""
+    """When the partitioned vPMU swaps guest PMU state in (spec kvm §2.7; v7 10/20
+    ``kvm_pmu_load``, v7 14/20 the lazy FREE/GUEST_OWNED scheme)."""
 
     LAZY = "lazy"  #: v4+: FREE until the first trapped PMU access
     EAGER = "eager"  #: v1-v3: at every vcpu_load

@@ -292,7 +292,7 @@ class VcpuPmu:
         w = self.pmcr_writable()
         self.pmcr = (self.pmcr & ~w) | (value & w)
         # access_pmcr (sys_regs.c): LC is RES1 when the system has no AArch32 EL0
-        # (!kvm_supports_32bit_el0()), as on the PE itself (spec pmuv3 §3).
+        # (!kvm_supports_32bit_el0()), as on the PE itself (spec pmuv3 §3; ARM §D24.5.8).
         if not self._aarch32_el0():
             self.pmcr |= PMCR_LC
         if value & PMCR_C:
@@ -324,7 +324,8 @@ class VcpuPmu:
                     v = self.counter_value(i) + 1
                     # kvm_pmu_counter_increment truncates by kvm_pmc_is_64bit (the counter's
                     # width), and tests overflow by kvm_pmc_has_64bit_overflow (LP): a 64-bit
-                    # counter with LP = 0 keeps its upper half (spec pmuv3 §6).
+                    # counter with LP = 0 keeps its upper half (spec pmuv3 §6; ARM §D13.3
+                    # IFYVTD).
                     if not self.is_64bit(i):
                         v &= M32
                     self.store_counter(i, v)

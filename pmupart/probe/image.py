@@ -68,7 +68,8 @@ D_LOG = 0x8000
 LOG_SIZE = 0x100000
 DATA_SIZE = D_LOG + LOG_SIZE
 
-#: ID registers the preamble reports at EL1 (spec §4 ID registers), and how to name them.
+#: ID registers the preamble reports at EL1 (spec §4 ID registers; arch/arm64/tools/sysreg),
+#: and how to name them.
 ID_REGS = (("MIDR_EL1", "MIDR_EL1"), ("ID_AA64PFR0_EL1", "S3_0_C0_C4_0"),
            ("ID_AA64DFR0_EL1", "ID_AA64DFR0_EL1"), ("ID_AA64DFR1_EL1", "ID_AA64DFR1_EL1"),
            ("ID_AA64MMFR0_EL1", "ID_AA64MMFR0_EL1"), ("PMCEID0_EL0", "PMCEID0_EL0"),

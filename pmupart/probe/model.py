@@ -1,7 +1,8 @@
 """The model's side of a probe comparison: the image under the runner, and the prediction.
 
 * :func:`pe_from_ids` configures a bare PE like the one a log ran on, from the ID registers
-  of the log's preamble (spec §4 ID registers, §10 PMCEID).
+  of the log's preamble (spec §4 ID registers, §10 PMCEID; arch/arm64/tools/sysreg,
+  ARM §D24.5.4/5).
 * :func:`run_image` runs the image's EL1 part under the unicorn runner
   (:class:`pmupart.guest.aarch64.AArch64Program`) on a PE, with :class:`ProbeHypervisor`
   serving the EL2 monitor's hypercall ABI, or as a KVM guest on a vCPU; the results are
@@ -88,7 +89,7 @@ def pmuver_of(dfr0: int) -> PMUVer:
 
 
 def events_of(pmceid0: int, pmceid1: int) -> frozenset[int]:
-    """The events PMCEID0/1 advertise (spec §10 PMCEID mapping)."""
+    """The events PMCEID0/1 advertise (spec §10 PMCEID mapping; ARM §D24.5.4/5)."""
     ev: set[int] = set()
     for n in range(32):
         if (pmceid0 >> n) & 1:
@@ -190,7 +191,7 @@ class ProbeHypervisor:
 def monitor_boot(pe: PE) -> None:
     """What the image's EL2 monitor programs before it drops to EL1: HCR_EL2 = RW only (so
     E2H and TGE are 0) and MDCR_EL2.HPMN = N with no traps (as Linux's
-    ``__init_el2_debug``, spec §2)."""
+    ``__init_el2_debug`` in arch/arm64/include/asm/el2_setup.h, spec §2)."""
     pe.write_el2("HCR_EL2", 1 << 31)
     pe.write_el2("MDCR_EL2", pe.num_counters)
 
@@ -273,7 +274,7 @@ def predict(image: ProbeImage, cpu: Any) -> dict[int, str]:
                 if op.kind == "work":
                     c.count(WORK_EVENTS)
                     continue
-                if op.kind == "irq":  # the PE's PMUIRQ output (spec §7)
+                if op.kind == "irq":  # the PE's PMUIRQ (spec §7; ARM §D13.3.1)
                     out[ids[(pr.name, k)]] = format_result("v", int(c.pmuirq))
                     continue
                 acc = c.write(op.reg, op.value) if op.kind == "w" else c.read(op.reg)

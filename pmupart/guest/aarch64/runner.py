@@ -20,7 +20,7 @@ or a KVM guest CPU (``pmupart.kvm``, emulated or partitioned vPMU).  What it mod
   EL1 is a hypercall to the same model (PSCI ``SYSTEM_OFF`` ends the run).
 * **The PMU interrupt** is taken at VBAR_EL1 + 0x80 (+ the offset for the current EL)
   when its level is high and PSTATE.I is 0 (ARM §D1.3.6 asynchronous exception masking;
-  the PMU interrupt is level-sensitive, spec §7), checked after every PMU register
+  the PMU interrupt is level-sensitive, spec §7; ARM §D13.3.1), checked after every PMU register
   write, after every DAIF write and exception return, and at each overflow point.
 * **Counting.**  INST_RETIRED counts each instruction architecturally executed (ARM §D14.3
   INST_RETIRED: an instruction that takes a synchronous exception instead of executing,

@@ -98,7 +98,7 @@ def test_v1_hpmn_from_the_vm_pmu_is_caught_on_a_heterogeneous_machine() -> None:
 @pytest.mark.parametrize("v1", [True, False])
 def test_v1_hpmn_sends_host_overflows_to_the_guest(v1: bool) -> None:
     """With host ``perf record`` sampling, the host's counters 4 and 5 overflow while they are
-    inside the v1 guest mask: the interrupt goes to both owners (spec §2.9)."""
+    inside the v1 guest mask: the interrupt goes to both owners (spec kvm-partitioning §2.9)."""
     opts = KvmOptions(hpmn_source=HpmnSource.VM_PMU) if v1 else KvmOptions()
     spec = dataclasses.replace(scenario(HETERO, opts), host_perf=(
         PerfSession(EV4, mode=PerfMode.RECORD, freq=4000),))
@@ -220,11 +220,11 @@ def test_default_design_keeps_nsh_and_el2_work_out() -> None:
 
 @pytest.mark.parametrize("clear", [True, False])
 def test_pmovs_not_cleared_on_load_is_caught(clear: bool) -> None:
-    """A host counter's overflow flag is still pending in the hardware when KVM loads the
-    vCPU (the model's host driver clears flags when it gives a counter up, as Linux's
-    ``armv8pmu_disable_intens`` does; a flag set after that, an overflow in flight, is what
-    the series' "clear the guest bits so no spurious IRQ fires" is for: spec §2.7).  Without
-    the clear, the guest reads it as its own overflow."""
+    """A host counter's overflow flag is still pending in the hardware when KVM loads the vCPU (the
+    model's host driver clears flags when it gives a counter up, as Linux's
+    ``armv8pmu_disable_intens`` does; a flag set after that, an overflow in flight, is what the
+    series' "clear the guest bits so no spurious IRQ fires" is for: spec kvm-partitioning §2.7).
+    Without the clear, the guest reads it as its own overflow."""
     m = machine(KvmOptions(clear_pmovs_on_load=clear), cpus=1)
     ck = Checker()
     ck.attach(m)

@@ -1,4 +1,4 @@
-"""Every research-note cite in ``pmupart/`` resolves in docs/sources.md (issue 14).
+"""Every research-note cite in the repository resolves in docs/sources.md (issue 14).
 
 The package cites the project's notes by section (``spec §6``, ``spec kvm-partitioning §2.5``,
 ``kernel-code-deltas §3.7``); the notes are not in the repository, so docs/sources.md gives
@@ -57,14 +57,28 @@ def note_key(text: str) -> tuple[str, str]:
     return NOTE_OF[words[0] if words else ""], section.strip()
 
 
-def package_cites(chained: bool = True) -> dict[str, list[str]]:
-    """Every cite in pmupart/ -> the places (``path:line``) it occurs.  With ``chained``,
-    sections listed right after a cite are cites of the same note (``§3.9, §5.7``)."""
+#: Where else the repository cites the notes: their sections must resolve too.
+ELSEWHERE = ("tests", "examples", "benchmarks", "docs", "README.md")
+
+
+def _files(roots: tuple[Path, ...]) -> list[Path]:
+    out = []
+    for root in roots:
+        paths = [root] if root.is_file() else sorted(root.rglob("*"))
+        out += [p for p in paths if p.is_file() and p != DOC
+                and p.suffix in (".py", ".txt", ".toml", ".md")]
+    return out
+
+
+def package_cites(chained: bool = True, roots: tuple[Path, ...] = (PACKAGE,)
+                  ) -> dict[str, list[str]]:
+    """Every cite under ``roots`` (pmupart/ by default) -> the places (``path:line``) it
+    occurs.  With ``chained``, sections listed right after a cite are cites of the same note
+    (``§3.9, §5.7``)."""
     out: dict[str, list[str]] = {}
-    for path in sorted(PACKAGE.rglob("*")):
-        if path.suffix not in (".py", ".txt") or not path.is_file():
-            continue
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for path in _files(roots):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for n, line in enumerate(text.splitlines(), 1):
             for m in [*CITE.finditer(line), *CITE_EXTRA.finditer(line)]:
                 where = f"{path.relative_to(ROOT)}:{n}"
                 out.setdefault(m.group(0), []).append(where)
@@ -109,11 +123,20 @@ def test_every_cite_names_a_known_note() -> None:
     assert bad == {}
 
 
+def _known(cite: str) -> bool:
+    """Whether ``cite`` names a known note (the test above reports the others)."""
+    try:
+        note_key(cite)
+    except ValueError:
+        return False
+    return True
+
+
 def test_every_cite_has_a_row() -> None:
     rows = doc_rows()
     keys = {note_key(c) for cites, _ in rows for c in cites}
     missing = {cite: where[:3] for cite, where in package_cites().items()
-               if note_key(cite) not in keys}
+               if _known(cite) and note_key(cite) not in keys}
     assert missing == {}, f"docs/sources.md has no row for {missing}"
     # Each spelling a comment uses appears, as written, in some row, so a reader who
     # searches the page for the text of the comment finds it.
@@ -121,6 +144,22 @@ def test_every_cite_has_a_row() -> None:
     unlisted = {cite: where[:3] for cite, where in package_cites(chained=False).items()
                 if cite not in written}
     assert unlisted == {}, f"spellings missing from docs/sources.md: {unlisted}"
+
+
+def test_cites_outside_the_package_resolve_too() -> None:
+    """README, docs, examples, tests and benchmarks cite the same notes: each section they
+    cite has a row (the spelling may differ from the rows')."""
+    keys = {note_key(c) for cites, _ in doc_rows() for c in cites}
+    cites = package_cites(roots=tuple(ROOT / r for r in ELSEWHERE))
+    assert len(cites) > 20
+    missing = {}
+    for cite, where in cites.items():
+        try:
+            if note_key(cite) not in keys:
+                missing[cite] = where[:3]
+        except ValueError as e:
+            missing[cite] = [str(e), *where[:3]]
+    assert missing == {}, f"docs/sources.md has no row for {missing}"
 
 
 def test_rows_are_unique_and_name_primary_sources() -> None:

@@ -47,8 +47,8 @@ from pmupart.arch.sysreg import BY_NAME, RegDef, check_value, lookup
 
 M32 = (1 << 32) - 1
 M64 = (1 << 64) - 1
-CYCLE_IDX = 31  #: pseudo-index of PMCCNTR_EL0 (bit C), spec §1; ARM §J1.3.1.89
-ICNTR_IDX = 32  #: pseudo-index of PMICNTR_EL0 (bit F0), spec §1; ARM §J1.3.1.105
+CYCLE_IDX = 31  #: pseudo-index of PMCCNTR_EL0 (bit C), spec §1; ARM §J1.3.1.89, §J1.3.1.105
+ICNTR_IDX = 32  #: pseudo-index of PMICNTR_EL0 (bit F0), spec §1; ARM §J1.3.1.89, §J1.3.1.105
 C_BIT = 1 << CYCLE_IDX
 F0_BIT = 1 << ICNTR_IDX
 _EV_CPU_CYCLES = int(Event.CPU_CYCLES)

@@ -60,8 +60,10 @@ def test_campaign_storm_finishes_throttled(time_limit: None) -> None:
     r, ck = _run(data)
     assert ck.ok, [v.details() for v in ck.violations]
     d = _drivers(r)["vm0:vcpu0"]  # perf record -F 500 -e BR_RETIRED, emulated vPMU
-    assert d.throttles >= 1
-    assert d.samples[0] <= d.throttles * (d.max_samples_per_tick + 1)
+    # An interrupt costs ~13 us of traps here, so a 4 ms tick (which comes at its time,
+    # whatever work is left) holds fewer than max_samples_per_tick: the storm is bounded by
+    # the tick and the handler's cost; throttling caps it wherever the handler is cheaper.
+    assert d.samples[0] <= (d.ticks + 1) * (d.max_samples_per_tick + 1)
     # the report's guest work table counts it (vcpu stats -> GuestWorkRow)
     vm0 = r.machine.kvm.vms[0]
     assert sum(v.stats.guest_work["throttle"] for v in vm0.vcpus) == d.throttles
@@ -81,17 +83,30 @@ def _period_scenario(part: bool, rate: int | None = None) -> dict[str, Any]:
     return d
 
 
-@pytest.mark.parametrize("part", [True, False])
-def test_period_1000_is_throttled_each_tick(part: bool, time_limit: None) -> None:
-    # 1000 cycles at 2+ GHz: far more than 400 overflows a tick; each tick interval takes
-    # 401 samples (the 401st throttles, and is still a sample), then the event is stopped
-    r, ck = _run(_period_scenario(part))
+def test_period_1000_is_throttled_each_tick(time_limit: None) -> None:
+    # 1000 cycles at 2+ GHz: far more than 400 overflows a tick on the partitioned vPMU
+    # (a cheap handler); each tick interval takes 401 samples (the 401st throttles, and is
+    # still a sample), then the event is stopped until the next tick
+    r, ck = _run(_period_scenario(True))
     assert ck.ok, [v.details() for v in ck.violations]
     d = _drivers(r)["vm0:vcpu0"]
     assert d.max_samples_per_tick == 400  # DIV_ROUND_UP(100000, 250)
     assert d.throttles >= 2
     assert d.samples[0] == 401 * d.throttles
     assert r.vms[0].events[0].count == pytest.approx(1000 * d.samples[0], rel=0.01)
+
+
+def test_an_expensive_handler_is_bounded_by_the_tick(time_limit: None) -> None:
+    # The same on the emulated vPMU: every interrupt traps its way through ~13 us of KVM
+    # and host perf work, so a 4 ms tick holds fewer than 400 of them and the event is never
+    # throttled; the tick still comes every 4 ms of the guest's time (the virtual timer),
+    # not after the work its block was given
+    r, ck = _run(_period_scenario(False))
+    assert ck.ok, [v.details() for v in ck.violations]
+    d = _drivers(r)["vm0:vcpu0"]
+    assert d.throttles == 0
+    assert d.ticks == 3  # at 4, 8 and 12 ms of a 12 ms run
+    assert 100 * d.ticks < d.samples[0] <= 400 * d.ticks
 
 
 def test_the_limit_follows_perf_event_max_sample_rate(time_limit: None) -> None:

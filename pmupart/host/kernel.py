@@ -619,11 +619,17 @@ class HostKernel:
         hc.now_ns = max(hc.now_ns, end)
 
     def retire(self, cpu: int, el: int, events: EventCounts,
-               on_irq: Callable[[], None] | None = None) -> None:
+               on_irq: Callable[[], None] | None = None, *, stop_ns: int | None = None,
+               on_part: Callable[[dict[int, int]], None] | None = None) -> dict[int, int]:
         """Retire a block of work at ``el`` on ``cpu``: cut exactly at the first overflow of a
         counter with its interrupt enabled and at perf's rotation timer, take the interrupt
         there, and go on with the rest (DESIGN.md "the picture").  ``on_irq`` runs after each
-        interrupt, before the rest of the block (KVM's injection at the next guest entry)."""
+        interrupt, before the rest of the block (KVM's injection at the next guest entry).
+
+        ``stop_ns``: a timer of the caller's is due then (the guest's tick): the block is cut
+        where the CPU's clock reaches it, overheads taken on the way included, and what is
+        left is returned, to be retired after the timer.  ``on_part`` hears each piece just
+        before it is counted (the engine's ledger of retired work)."""
         hc = self.cpus[cpu]
         pe = hc.pe
         rem: dict[int, int] = {}
@@ -639,11 +645,18 @@ class HostKernel:
             if on_irq is not None:
                 on_irq()
         while rem:
+            if stop_ns is not None and hc.now_ns >= stop_ns:
+                break  # the caller's timer is due: the rest waits for it
             pe.el = el
             limit = None
             if hc.ctx.rotate_necessary and _CYC in rem:
                 limit = hc.cycles_until(hc.next_rotation_ns)
+            if stop_ns is not None and _CYC in rem:
+                until = hc.cycles_until(stop_ns)
+                limit = until if limit is None else min(limit, until)
             part, rest = _split_at_overflow(pe, rem, limit)
+            if on_part is not None:
+                on_part(part)
             pe.count(cast("Mapping[str | int, int]", part))
             if self.listeners:  # the checker's per-event expectations (pmupart.check)
                 self.emit("pe_count", cpu=cpu, el=el, events=part)
@@ -661,6 +674,7 @@ class HostKernel:
             if guard > 10_000_000:  # pragma: no cover - a model bug, not an input error
                 raise AssertionError("retire() made no progress")
         pe.el = old_el
+        return rem
 
     def handle_irq(self, cpu: int) -> None:
         """The PMU interrupt on ``cpu``: the driver of the CPU's PMU handles it, at EL2.  A

@@ -57,8 +57,14 @@ class Context:
         self.program_result: object = None
         self.guest: GuestCpu | None = None
         self.next_tick_ns = 0
+        #: the guest's tick was taken at the end of the last step (a sampling window's edge)
+        self.just_ticked = False
         self._frac: dict[int, float] = {}
         self.truth: dict[int, int] = {}  #: events really retired (by number)
+        #: work a block left when the guest's tick came (EL, events), retired first next time
+        self.carry: list[tuple[int, dict[int, int]]] = []
+        #: the last of its fixed work has been taken from the workload (done once retired)
+        self.finishing = False
         #: when it last left a CPU: it may not start on another before then (a thread is on
         #: one CPU at a time; a block that ran past a migration barrier ends there)
         self.ready_ns = 0
@@ -299,7 +305,14 @@ class Engine:
                 # adapts nor switches tasks leaves it out (about 0.1% of the time)
                 ctx.guest.timer_interrupt()
             ctx.driver.tick(ctx.guest, self.guest_tick_ns)
-            ctx.next_tick_ns = hc.now_ns + self.guest_tick_ns
+            ctx.just_ticked = True
+            # The tick is periodic (tick_sched_timer: hrtimer_forward by one period from its
+            # expiry, not from when the handler ends); a tick that comes after its next one
+            # was due (the vCPU was not running, or the handler overran) forwards past now.
+            due = ctx.next_tick_ns + self.guest_tick_ns
+            if due <= hc.now_ns:
+                due += ((hc.now_ns - due) // self.guest_tick_ns + 1) * self.guest_tick_ns
+            ctx.next_tick_ns = due
         elif ctx.driver is not None:
             ctx.driver.account(hc.now_ns - now)
 
@@ -336,38 +349,67 @@ class Engine:
         return runnable[0]
 
     def _run(self, ctx: Context, cpu: int, phase: Phase, dt: int) -> None:
-        """Retire ``dt`` of the context's workload: user part then kernel part."""
+        """Retire ``dt`` of the context's workload: user part then kernel part, after what an
+        earlier block left for after the guest's tick (:attr:`Context.carry`).
+
+        A guest whose tick matters has its block cut where the CPU's clock reaches the
+        tick, the overheads taken inside the block (interrupts, traps) included: the
+        virtual timer fires at its time, whatever work is left (``HostKernel.retire``'s
+        ``stop_ns``).  Before this, the tick came at the end of the block of work it fell
+        in, so a guest spending 40% of its time in traps ticked every 7 ms, not 4."""
         hc = self.host.cpus[cpu]
         core = hc.core
         start = hc.now_ns
-        events = ctx.events_for(phase, core.name, core.cpi, hc.freq_mhz, dt)
-        if ctx.workload.instructions is not None:
-            remaining = ctx.workload.instructions - ctx.instructions
-            if events[_INST] >= remaining:
-                scale = remaining / max(1, events[_INST])
-                events = {k: max(0, int(v * scale)) for k, v in events.items()}
-                events[_INST] = remaining
-                ctx.done = True
-        kf = phase.kernel_fraction
-        kern_el = 1 if ctx.is_vcpu else 2
-        parts = [(0, {k: v - int(v * kf) for k, v in events.items()}),
-                 (kern_el, {k: int(v * kf) for k, v in events.items()})]
-        for el, evs in parts:
+        ctx.just_ticked = False
+        parts: list[tuple[int, dict[int, int]]] = []
+        # new work only once the last block's rest is retired: work is taken by time, and a
+        # block whose rest waits for the tick took more than the time it had
+        if not ctx.finishing and not ctx.carry:
+            events = ctx.events_for(phase, core.name, core.cpi, hc.freq_mhz, dt)
+            if ctx.workload.instructions is not None:
+                remaining = ctx.workload.instructions - ctx.instructions
+                if events[_INST] >= remaining:
+                    scale = remaining / max(1, events[_INST])
+                    events = {k: max(0, int(v * scale)) for k, v in events.items()}
+                    events[_INST] = remaining
+                    ctx.finishing = True
+            kf = phase.kernel_fraction
+            kern_el = 1 if ctx.is_vcpu else 2
+            parts = [(0, {k: v - int(v * kf) for k, v in events.items()}),
+                     (kern_el, {k: int(v * kf) for k, v in events.items()})]
+            ctx.instructions += events.get(_INST, 0)
+            ctx.work_ns += dt
+        todo = ctx.carry + parts
+        ctx.carry = []
+        drv = ctx.driver
+        stop = ctx.next_tick_ns if ctx.guest is not None and drv is not None \
+            and drv.started and drv.needs_tick() else None
+        for k, (el, evs) in enumerate(todo):
             if not any(evs.values()):
                 continue
-            for k, v in evs.items():
-                ctx.truth[k] = ctx.truth.get(k, 0) + v
-            self.emit("retire", cpu=cpu, ctx=ctx.name, el=el, events=evs, t=hc.now_ns)
+            if stop is not None and hc.now_ns >= stop:
+                ctx.carry = [p for p in todo[k:] if any(p[1].values())]
+                break
+
+            def on_part(part: dict[int, int], el: int = el) -> None:
+                truth = ctx.truth
+                for ev, v in part.items():
+                    truth[ev] = truth.get(ev, 0) + v
+                self.emit("retire", cpu=cpu, ctx=ctx.name, el=el, events=part, t=hc.now_ns)
+
             if ctx.guest is not None:
                 ctx.guest.el = el
-                self.host.retire(cpu, el, evs, on_irq=ctx.guest.on_host_irq)
+                rest = self.host.retire(cpu, el, evs, on_irq=ctx.guest.on_host_irq,
+                                        stop_ns=stop, on_part=on_part)
                 ctx.guest._deliver()
             else:
-                self.host.retire(cpu, el, evs)
-        ctx.instructions += events.get(_INST, 0)
-        ctx.work_ns += dt
+                rest = self.host.retire(cpu, el, evs, on_part=on_part)
+            if rest:
+                ctx.carry = [(el, rest)] + [p for p in todo[k + 1:] if any(p[1].values())]
+                break
         ctx.cpu_ns += hc.now_ns - start
-        if ctx.done:
+        if ctx.finishing and not ctx.carry:
+            ctx.done = True
             ctx.finish_ns = hc.now_ns
             self.emit("done", cpu=cpu, ctx=ctx.name, t=hc.now_ns)
 

@@ -20,25 +20,29 @@ fully detailed run only by the rounding of the rotation phase inside the measure
 **Sampling windows.**  A guest ``perf record`` (frequency mode) or a per-task session whose
 task the guest switches out and in at its ticks is not exactly periodic: overflows land at
 points that drift against the tick, and each sample's handler moves the counters it counts
-on.  It is periodic in its accumulators, though: once the periods have adapted to a steady
-rate (``perf_adjust_freq_unthr_context`` at each tick), every window of W guest ticks
-(W = the rotation cycle of its events, times the period of its task switches; whole
-multiples of it until each event took :data:`WINDOW_SAMPLES` samples) takes the same
-samples, interrupts, traps, EL2 and guest-kernel work, within a sample per event.  For such
-a CPU (one thread on it, no host sampling event) the engine measures windows from tick to
-tick, back to back, from the second tick on; when two in a row keep the same schedule and
-counter assignment and are alike (same ticks, length, EL2 work and samples within
-:data:`WINDOW_TOL` or one sample), it adds the last window's accumulators M more times:
-counts, enabled and running times, samples, interrupts, exits and traps by reason, EL2 and
-guest-kernel work, host statistics.  The phase of each sampling counter (its value, the
-emulated vPMU's backing perf events, the saved virtual counters, the adapted periods) is
-state, not an accumulator: it is left as the measured window ended, a consistent state
-(what the counters hold matches what the guest driver last read).  Measuring adds no stop
-of its own, so a run that never skips is the detailed run, byte for byte.  A run that skips
-differs from the detailed one by the window's rounding of each event's samples (a sample
-per event per window at most) and the phase at the skip, which is of the size of the
-detailed run's own sensitivity to where it cuts its blocks (one more cut moves a sampling
-run's interrupt count by about 1%); ``tests/test_sim_fastforward.py`` compares both.
+on.  It is stationary in its accumulators, though: once the periods have adapted
+(``perf_adjust_freq_unthr_context`` at each tick), windows of W guest ticks (W = the
+rotation cycle of its events, times the period of its task switches; whole multiples of it
+until each event took :data:`WINDOW_SAMPLES` samples) take about the same samples,
+interrupts, traps, EL2 and guest-kernel work.  For such a CPU (one thread on it, no host
+sampling event) the engine measures windows from tick to tick, back to back, from the
+second tick on, as a chain; once the chain keeps the same schedule and counter assignment
+and the mean of its windows is known within :data:`WINDOW_TOL` / 2 (standard error of the
+samples, EL2 cycles, instructions and length; or it is :data:`CHAIN_MAX` windows long), the
+chain's accumulators are added M more times: counts, enabled and running times, samples,
+interrupts, exits and traps by reason, EL2 and guest-kernel work, host statistics.  A
+window further than :data:`WINDOW_OFF` from its chain's mean starts a new chain (the first
+windows after the session starts).  The phase of each sampling counter (its value, the
+emulated vPMU's backing perf events, the saved virtual counters, the adapted periods, the
+work cut off by the last tick) is state, not an accumulator: it is left as the measured
+chain ended, a consistent state (what the counters hold matches what the guest driver last
+read).  Measuring adds no stop of its own, so a run that never skips is the detailed run,
+byte for byte.  A run that skips differs from the detailed one by its chain's deviation
+from the run's mean: a sampling run's windows differ in the work and the samples they hold
+(the guest's ticks cut blocks where samples happen to fall; a heavily trapped guest's by a
+few percent), and overflows of counters started together coalesce into fewer interrupts
+for the first few hundred milliseconds; ``tests/test_sim_fastforward.py`` compares both
+(samples within 1%, times within 0.5%, interrupts, traps and EL2 within 5%).
 """
 
 from __future__ import annotations
@@ -64,9 +68,13 @@ SWITCH_DENOM = 64
 WINDOW_SAMPLES = 25
 #: ... or until it holds this many cycles (an event that samples rarely).
 WINDOW_MAX_CYCLES = 16
-#: Two back-to-back windows are alike when their length, EL2 work and each event's samples
-#: differ by at most this fraction (or one sample).
+#: A chain of back-to-back windows is steady when the mean of each figure (samples, EL2
+#: cycles, instructions, length) is known within half this fraction (its standard error)
 WINDOW_TOL = 0.02
+#: ... or when it is this many windows long (a noisy run: the mean of 16 is used)
+CHAIN_MAX = 16
+#: A window further than this from its chain's mean starts a new chain.
+WINDOW_OFF = 0.03
 
 
 class Period(NamedTuple):
@@ -121,11 +129,10 @@ class Window:
     sampling: bool = False
     need_ticks: int = 0
     ticks0: int = 0
-    #: the sampling window just before, back to back: (start, end, its retired work)
-    prev: tuple[_Snap, _Snap, dict[tuple[str, int], Counter[int]]] | None = None
-
-    def _just_ticked(self, eng: Engine, cpu: int) -> bool:
-        return self.ctx.next_tick_ns - eng.host.cpus[cpu].now_ns == eng.guest_tick_ns
+    #: the chain of sampling windows just before, back to back: (its start, each window's
+    #: figures, its retired work, ticks per window)
+    prev: tuple[_Snap, list[tuple[int, int, int, int]], dict[tuple[str, int], Counter[int]],
+                int] | None = None
 
     def done(self, eng: Engine, cpu: int) -> bool:
         """A whole period has run: the timers fired as many times as the period holds (on a
@@ -134,7 +141,7 @@ class Window:
         hc = eng.host.cpus[cpu]
         if self.sampling:
             d = self.ctx.driver
-            if d is None or not self._just_ticked(eng, cpu):
+            if d is None or not self.ctx.just_ticked:
                 return False
             n = d.ticks - self.ticks0
             if n < self.need_ticks or n % self.need_ticks \
@@ -318,7 +325,7 @@ def begin(eng: Engine, rq: CpuRq, ctx: Context, group: list[Context], barrier: i
             return None
     d = ctx.driver
     if per.sampling:
-        if d is None or ctx.next_tick_ns - now != eng.guest_tick_ns:
+        if d is None or not ctx.just_ticked:
             return None  # a sampling window runs from tick to tick
         if rq.ff_retry is not None and rq.ff_retry[0] is ctx and d.ticks < rq.ff_retry[1]:
             return None
@@ -333,7 +340,7 @@ def begin(eng: Engine, rq: CpuRq, ctx: Context, group: list[Context], barrier: i
     if per.sampling:
         last = rq.ff_prev
         rq.ff_prev = None
-        if last is not None and last[1].now == now:
+        if last is not None and last[0].now + sum(st[3] for st in last[1]) == now:
             w.prev = last
 
     def tap(kind: str, data: dict[str, Any]) -> None:
@@ -410,29 +417,48 @@ def finish(eng: Engine, rq: CpuRq, w: Window, barrier: int) -> None:
     _apply(eng, rq, a, b, m, dnow, ghw, w)
 
 
-def _alike(pa: _Snap, pb: _Snap, a: _Snap, b: _Snap) -> bool:
-    """Two back-to-back sampling windows took the same ticks, time, samples and EL2 work
-    (within :data:`WINDOW_TOL`, or one sample per event)."""
-    dp, dc = pb.ctxs[0], b.ctxs[0]
-    sp, sc = pa.ctxs[0], a.ctxs[0]
+def _stats(a: _Snap, b: _Snap) -> tuple[int, int, int, int]:
+    """What a sampling window held: samples, the vCPU's EL2 cycles, instructions, time."""
+    ca, cb = a.ctxs[0], b.ctxs[0]
+    return (sum(cb.drv["samples"]) - sum(ca.drv["samples"]),
+            cb.vcpu.get("el2_cycles", 0) - ca.vcpu.get("el2_cycles", 0),
+            cb.ctx[2] - ca.ctx[2], b.now - a.now)
 
-    def near(x: int, y: int, slack: int = 0) -> bool:
-        return abs(x - y) <= max(slack, WINDOW_TOL * max(abs(x), abs(y)))
 
-    return (dp.drv["ticks"] - sp.drv["ticks"] == dc.drv["ticks"] - sc.drv["ticks"]
-            and near(pb.now - pa.now, b.now - a.now)
-            and near(dp.vcpu.get("el2_cycles", 0) - sp.vcpu.get("el2_cycles", 0),
-                     dc.vcpu.get("el2_cycles", 0) - sc.vcpu.get("el2_cycles", 0))
-            and all(near(y1 - x1, y2 - x2, 1) for x1, y1, x2, y2 in zip(
-                sp.drv["samples"], dp.drv["samples"], sc.drv["samples"], dc.drv["samples"],
-                strict=True)))
+def _steady(chain: list[tuple[int, int, int, int]]) -> bool:
+    """The windows of a chain estimate their mean within :data:`WINDOW_TOL` / 2 (the
+    standard error of each figure's mean), or the chain is :data:`CHAIN_MAX` long."""
+    n = len(chain)
+    if n < 2:
+        return False
+    if n >= CHAIN_MAX:
+        return True
+    for k in range(4):
+        xs = [w[k] for w in chain]
+        mean = sum(xs) / n
+        var = sum((x - mean) ** 2 for x in xs) / (n - 1)
+        if math.sqrt(var / n) > WINDOW_TOL / 2 * abs(mean) + 1:
+            return False
+    return True
+
+
+def _off(chain: list[tuple[int, int, int, int]], st: tuple[int, int, int, int]) -> bool:
+    """A window far from its chain's mean (more than :data:`WINDOW_OFF`): the chain was not
+    steady yet (the first windows after a session starts, a change of regime)."""
+    n = len(chain)
+    for k in range(4):
+        mean = sum(w[k] for w in chain) / n
+        if abs(st[k] - mean) > WINDOW_OFF * abs(mean) + 1:
+            return True
+    return False
 
 
 def _finish_sampling(eng: Engine, rq: CpuRq, w: Window, a: _Snap, b: _Snap, barrier: int,
                      runnable: list[Context]) -> None:
-    """Close a sampling window (the module's "Sampling windows").  A window alike the one
-    just before it (:func:`_alike`) is steady: its accumulators are added as many more times
-    as is safe; otherwise it becomes the window before the next."""
+    """Close a sampling window (the module's "Sampling windows").  Back-to-back windows of
+    one shape make a chain; once the chain's mean is known well enough (:func:`_steady`),
+    the chain's accumulators, from its first window's start to now, are added as many more
+    times as is safe; a window far from its chain's mean starts a new chain."""
     ca, cb = a.ctxs[0], b.ctxs[0]
     ctx = w.ctx
     steady = (
@@ -447,21 +473,31 @@ def _finish_sampling(eng: Engine, rq: CpuRq, w: Window, a: _Snap, b: _Snap, barr
     if not steady:
         _retry(rq, w, w.need_ticks)
         return
+    st = _stats(a, b)
     prev = w.prev
-    if prev is None or not _alike(prev[0], prev[1], a, b):
-        rq.ff_prev = (a, b, w.retired)  # the next window, begun now, compares with it
+    if prev is None or cb.drv["ticks"] - ca.drv["ticks"] != prev[3] or _off(prev[1], st):
+        rq.ff_prev = (a, [st], w.retired, cb.drv["ticks"] - ca.drv["ticks"])
         return
-    dnow = b.now - a.now
+    a0, chain, retired, ticks = prev
+    chain.append(st)
+    for key, evc in w.retired.items():
+        retired.setdefault(key, Counter()).update(evc)
+    if not _steady(chain):
+        rq.ff_prev = (a0, chain, retired, ticks)
+        return
+    w.retired = retired
+    c0 = a0.ctxs[0]
+    dnow = b.now - a0.now
     m = (barrier - b.now - 1) // dnow  # (no host event samples: begin; wraps: _apply)
     if ctx.workload.instructions is not None:
-        dinst = cb.ctx[2] - ca.ctx[2]
+        dinst = cb.ctx[2] - c0.ctx[2]
         # the work's end is left to the detailed run, which ends it
         m = min(m, (ctx.workload.instructions - ctx.instructions - 1) // dinst) \
             if dinst > 0 else 0
     if m < 1:
         _retry(rq, w, 1 << 62)  # no room before the barrier or the end of the work
         return
-    _apply(eng, rq, a, b, m, dnow, {}, w)
+    _apply(eng, rq, a0, b, m, dnow, {}, w)
 
 
 def _retry(rq: CpuRq, w: Window, ticks: int) -> None:

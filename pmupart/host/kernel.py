@@ -427,7 +427,7 @@ class HostKernel:
             if idx == CYCLE_IDX:
                 if pe.read_el2("PMCCFILTR_EL0") != filt:
                     pe.write_el2("PMCCFILTR_EL0", filt)
-            elif idx == ICNTR_IDX:  # PMICNTR (FEAT_PMUv3_ICNTR): filter only (deltas §4.18)
+            elif idx == ICNTR_IDX:  # PMICNTR: filter only (kernel-code-deltas §4.18)
                 if pe.read_el2("PMICFILTR_EL0") & ~0xFFFF != filt:
                     pe.write_el2("PMICFILTR_EL0", filt)
             elif pe.evtyper_raw(idx) != filt | ev.attr.config:

@@ -294,7 +294,7 @@ class Engine:
         phase, left = ctx.phase_at(ctx.work_ns)
         stop = min(stop, now + max(1, left))
         dt = max(1, stop - now)
-        self._run(ctx, cpu, phase, dt)
+        self._run(ctx, cpu, phase, dt, rq.slice_end if len(runnable) > 1 else None)
         rq.busy_ns += hc.now_ns - now
         if ctx.driver is not None and ctx.guest is not None and \
                 hc.now_ns >= ctx.next_tick_ns:
@@ -348,7 +348,8 @@ class Engine:
             return runnable[(i + 1) % len(runnable)]
         return runnable[0]
 
-    def _run(self, ctx: Context, cpu: int, phase: Phase, dt: int) -> None:
+    def _run(self, ctx: Context, cpu: int, phase: Phase, dt: int,
+             slice_end: int | None = None) -> None:
         """Retire ``dt`` of the context's workload: user part then kernel part, after what an
         earlier block left for after the guest's tick (:attr:`Context.carry`).
 
@@ -356,7 +357,9 @@ class Engine:
         tick, the overheads taken inside the block (interrupts, traps) included: the
         virtual timer fires at its time, whatever work is left (``HostKernel.retire``'s
         ``stop_ns``).  Before this, the tick came at the end of the block of work it fell
-        in, so a guest spending 40% of its time in traps ticked every 7 ms, not 4."""
+        in, so a guest spending 40% of its time in traps ticked every 7 ms, not 4.  A thread
+        sharing its CPU is cut at the end of its time slice the same way (the scheduler's
+        slice is wall time: a vCPU that loses time to traps does not get a longer one)."""
         hc = self.host.cpus[cpu]
         core = hc.core
         start = hc.now_ns
@@ -384,6 +387,8 @@ class Engine:
         drv = ctx.driver
         stop = ctx.next_tick_ns if ctx.guest is not None and drv is not None \
             and drv.started and drv.needs_tick() else None
+        if slice_end is not None:
+            stop = slice_end if stop is None else min(stop, slice_end)
         for k, (el, evs) in enumerate(todo):
             if not any(evs.values()):
                 continue

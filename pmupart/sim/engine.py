@@ -5,9 +5,13 @@ running context retires blocks of work on its CPU's PE at its exception level (u
 kernel at EL2 for the VHE host, EL1 for a guest); overflows inside a block are taken at
 their exact point (``HostKernel.retire``), as are perf's multiplexing rotations.  A CPU
 runs until its next decision point (end of the time slice when others wait, the guest's
-tick when its perf session rotates or adapts, the next global event); global events
-(migrations, the end) wait until every CPU has reached them.  Listeners see every retired
-block, trap, overflow, interrupt, load/put and migration (``Engine.listeners``).
+tick when its perf session rotates, samples or switches tasks, the next global event);
+global events (migrations, the end) wait until every CPU has reached them.  Work is taken
+by time, but the overheads taken inside a block (interrupts, traps) take time too: a block
+is cut where the CPU's clock reaches the guest's tick or the end of the time slice, both
+wall-time timers, and the rest of its work is retired after them (``Context.carry``).
+Listeners see every retired piece of work, trap, overflow, interrupt, load/put and
+migration (``Engine.listeners``).
 """
 
 from __future__ import annotations

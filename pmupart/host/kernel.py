@@ -114,10 +114,15 @@ class HostCpu:
     def freq_mhz(self) -> int:
         return self.core.freq_mhz
 
-    def advance_cycles(self, cycles: int) -> None:
+    def advance_cycles(self, cycles: int) -> int:
+        """The clock moves on by ``cycles`` at this CPU's frequency (the remainder carried, so
+        the ns conversion is exact over a run); returns the ns it moved."""
+        f = self.core.freq_mhz
         tot = self._cyc_rem + cycles * 1000
-        self.now_ns += tot // self.freq_mhz
-        self._cyc_rem = tot % self.freq_mhz
+        dt = tot // f
+        self._cyc_rem = tot % f
+        self.now_ns += dt
+        return dt
 
     def cycles_until(self, t_ns: int) -> int:
         """Cycles that take this CPU's clock to ``t_ns`` (at least 1)."""
@@ -572,12 +577,7 @@ class HostKernel:
         if cycles <= 0:
             return
         hc = self.cpus[cpu]
-        # hc.advance_cycles, inline (the hottest call of a sampling run)
-        tot = hc._cyc_rem + cycles * 1000
-        f = hc.core.freq_mhz
-        dt = tot // f
-        hc._cyc_rem = tot % f
-        hc.now_ns += dt
+        dt = hc.advance_cycles(cycles)
         hc.el2_cycles += cycles
         hc.pending_el2 += cycles
         key = (hc.party, reason)

@@ -190,7 +190,8 @@ class PerfContext:
 
     def update_group_times(self, leader: PerfEvent, now_ns: int) -> None:
         """:meth:`update_times` for one group only (``perf_event_update_time`` on the event
-        and its siblings, as ``__perf_event_disable`` and ``__perf_event_read`` do): each
+        and its siblings, as ``__perf_event_disable`` and ``__perf_event_read`` do in
+        kernel/events/core.c, upstream): each
         event keeps its own timestamp, so the others' times are the same when they are next
         brought up to date.  A group that is not in this context is left alone, as the
         whole-context update leaves it."""

@@ -310,9 +310,11 @@ class Engine:
                 ctx.guest.timer_interrupt()
             ctx.driver.tick(ctx.guest, self.guest_tick_ns)
             ctx.just_ticked = True
-            # The tick is periodic (tick_sched_timer: hrtimer_forward by one period from its
-            # expiry, not from when the handler ends); a tick that comes after its next one
-            # was due (the vCPU was not running, or the handler overran) forwards past now.
+            # The tick is periodic (kernel/time/tick-sched.c tick_sched_timer, upstream:
+            # hrtimer_forward by one period from its expiry, not from when the handler ends);
+            # a tick that comes after its next one was due (the vCPU was not running, or the
+            # handler overran) forwards past now.  The virtual timer keeps wall time (CNTVCT
+            # runs on through exits), so time lost to traps does not delay it.
             due = ctx.next_tick_ns + self.guest_tick_ns
             if due <= hc.now_ns:
                 due += ((hc.now_ns - due) // self.guest_tick_ns + 1) * self.guest_tick_ns

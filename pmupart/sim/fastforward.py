@@ -17,32 +17,32 @@ fully detailed run only by the rounding of the rotation phase inside the measure
 (well under 0.1% in the tests); ``run_scenario(..., fast_forward=False)`` and ``pmupart run
 --no-fast-forward`` turn it off.
 
-**Sampling windows.**  A guest ``perf record`` (frequency mode) or a per-task session whose
+**Sampling windows.** A guest ``perf record`` (frequency mode) or a per-task session whose
 task the guest switches out and in at its ticks is not exactly periodic: overflows land at
 points that drift against the tick, and each sample's handler moves the counters it counts
-on.  It is stationary in its accumulators, though: once the periods have adapted
-(``perf_adjust_freq_unthr_context`` at each tick), windows of W guest ticks (W = the
-rotation cycle of its events, times the period of its task switches; whole multiples of it
-until each event took :data:`WINDOW_SAMPLES` samples) take about the same samples,
-interrupts, traps, EL2 and guest-kernel work.  For such a CPU (one thread on it, no host
-sampling event) the engine measures windows from tick to tick, back to back, from the
+on. It is stationary in its accumulators, though: once the periods have adapted
+(kernel/events/core.c ``perf_adjust_freq_unthr_context`` at each tick), windows of W guest
+ticks (W = the rotation cycle of its events, times the period of its task switches; whole
+multiples of it until each event took :data:`WINDOW_SAMPLES` samples) take about the same
+samples, interrupts, traps, EL2 and guest-kernel work. For such a CPU (one thread on it, no
+host sampling event) the engine measures windows from tick to tick, back to back, from the
 second tick on, as a chain; once the chain keeps the same schedule and counter assignment
 and the mean of its windows is known within :data:`WINDOW_TOL` / 2 (standard error of the
 samples, EL2 cycles, instructions and length; or it is :data:`CHAIN_MAX` windows long), the
 chain's accumulators are added M more times: counts, enabled and running times, samples,
-interrupts, exits and traps by reason, EL2 and guest-kernel work, host statistics.  A
-window further than :data:`WINDOW_OFF` from its chain's mean starts a new chain (the first
-windows after the session starts).  The phase of each sampling counter (its value, the
-emulated vPMU's backing perf events, the saved virtual counters, the adapted periods, the
-work cut off by the last tick) is state, not an accumulator: it is left as the measured
-chain ended, a consistent state (what the counters hold matches what the guest driver last
-read).  Measuring adds no stop of its own, so a run that never skips is the detailed run,
-byte for byte.  A run that skips differs from the detailed one by its chain's deviation
-from the run's mean: a sampling run's windows differ in the work and the samples they hold
-(the guest's ticks cut blocks where samples happen to fall; a heavily trapped guest's by a
-few percent), and overflows of counters started together coalesce into fewer interrupts
-for the first few hundred milliseconds; ``tests/test_sim_fastforward.py`` compares both
-(samples within 1%, times within 0.5%, interrupts, traps and EL2 within 5%).
+interrupts, exits and traps by reason, EL2 and guest-kernel work, host statistics. A window
+further than :data:`WINDOW_OFF` from its chain's mean starts a new chain (the first windows
+after the session starts). The phase of each sampling counter (its value, the emulated
+vPMU's backing perf events, the saved virtual counters, the adapted periods, the work cut
+off by the last tick) is state, not an accumulator: it is left as the measured chain ended,
+a consistent state (what the counters hold matches what the guest driver last read).
+Measuring adds no stop of its own, so a run that never skips is the detailed run, byte for
+byte. A run that skips differs from the detailed one by its chain's deviation from the run's
+mean: a sampling run's windows differ in the work and the samples they hold (the guest's
+ticks cut blocks where samples happen to fall; a heavily trapped guest's by a few percent),
+and overflows of counters started together coalesce into fewer interrupts for the first few
+hundred milliseconds; ``tests/test_sim_fastforward.py`` compares both (samples within 1%,
+times within 0.5%, interrupts, traps and EL2 within 5%).
 """
 
 from __future__ import annotations
@@ -367,18 +367,9 @@ def finish(eng: Engine, rq: CpuRq, w: Window, barrier: int) -> None:
         _finish_sampling(eng, rq, w, a, b, barrier, runnable)
         return
     steady = (
-        rq.current is w.ctx and dnow > 0 and runnable == group
-        and [id(e) for e in b.evs] == [id(e) for e in a.evs] and b.flex == a.flex
-        and all(x[5:] == y[5:] and x[4] == y[4]
-                for x, y in zip(a.ev_state, b.ev_state, strict=True))
-        and b.host[3] == a.host[3] and b.pmovs == a.pmovs
-        and set(a.guest_hw) == set(b.guest_hw)
-        and all(ca.vovs == cb.vovs and ca.vcpu.get("irqs") == cb.vcpu.get("irqs")
-                and ca.vcpu.get("created") == cb.vcpu.get("created")
-                and ca.vcpu.get("released") == cb.vcpu.get("released")
-                and set(ca.vregs) == set(cb.vregs)
-                and all(ca.drv.get(k) == cb.drv.get(k)
-                        for k in ("order", "counter", "period", "samples", "irqs"))
+        _same_shape(rq, w, a, b, runnable, ("order", "counter", "period", "samples", "irqs"))
+        and b.host[3] == a.host[3]
+        and all(ca.vcpu.get(k) == cb.vcpu.get(k) for k in ("irqs", "created", "released")
                 for ca, cb in zip(a.ctxs, b.ctxs, strict=True))
     )
     if not steady:
@@ -415,6 +406,24 @@ def finish(eng: Engine, rq: CpuRq, w: Window, barrier: int) -> None:
         rq.ff_blocked_until = b.now + 2 * w.period
         return
     _apply(eng, rq, a, b, m, dnow, ghw, w)
+
+
+def _same_shape(rq: CpuRq, w: Window, a: _Snap, b: _Snap, runnable: list[Context],
+                driver_keys: tuple[str, ...]) -> bool:
+    """The CPU ran the same threads with the same schedule at both ends of a measurement:
+    the same host events on the same counters in the same rotation order, no overflow flag
+    pending, the same guest-owned and saved counters, the same virtual overflow flags, and
+    the guest drivers' ``driver_keys`` equal."""
+    return (
+        rq.current is w.ctx and b.now > a.now and runnable == w.group
+        and [id(e) for e in b.evs] == [id(e) for e in a.evs] and b.flex == a.flex
+        and all(x[5:] == y[5:] and x[4] == y[4]
+                for x, y in zip(a.ev_state, b.ev_state, strict=True))
+        and b.pmovs == a.pmovs and set(a.guest_hw) == set(b.guest_hw)
+        and all(ca.vovs == cb.vovs and set(ca.vregs) == set(cb.vregs)
+                and all(ca.drv.get(k) == cb.drv.get(k) for k in driver_keys)
+                for ca, cb in zip(a.ctxs, b.ctxs, strict=True))
+    )
 
 
 def _stats(a: _Snap, b: _Snap) -> tuple[int, int, int, int]:
@@ -461,16 +470,7 @@ def _finish_sampling(eng: Engine, rq: CpuRq, w: Window, a: _Snap, b: _Snap, barr
     times as is safe; a window far from its chain's mean starts a new chain."""
     ca, cb = a.ctxs[0], b.ctxs[0]
     ctx = w.ctx
-    steady = (
-        rq.current is ctx and b.now > a.now and runnable == w.group
-        and [id(e) for e in b.evs] == [id(e) for e in a.evs] and b.flex == a.flex
-        and all(x[5:] == y[5:] and x[4] == y[4]
-                for x, y in zip(a.ev_state, b.ev_state, strict=True))
-        and b.pmovs == a.pmovs and set(a.guest_hw) == set(b.guest_hw)
-        and ca.vovs == cb.vovs and set(ca.vregs) == set(cb.vregs)
-        and all(ca.drv.get(k) == cb.drv.get(k) for k in ("order", "counter", "throttled"))
-    )
-    if not steady:
+    if not _same_shape(rq, w, a, b, runnable, ("order", "counter", "throttled")):
         _retry(rq, w, w.need_ticks)
         return
     st = _stats(a, b)

@@ -123,6 +123,15 @@ class Invariant:
                key: tuple[Any, ...] | None = None, **values: Any) -> None:
         self.c.report(self, cpu, vcpu, message, key, values)
 
+    def where(self, data: dict[str, Any]) -> tuple[int, VCPU] | None:
+        """The CPU and the vCPU an event names, or None if it names no CPU or no known
+        vCPU."""
+        cpu = data.get("cpu")
+        vcpu = self.c.vcpu(str(data.get("vcpu")))
+        if not isinstance(cpu, int) or vcpu is None:
+            return None
+        return cpu, vcpu
+
 
 # ---------------------------------------------------------------------- 1. share
 class GuestStaysInItsShare(Invariant):
@@ -536,10 +545,10 @@ class El2ProhibitedForGuestCounters(Invariant):
     events = frozenset({"guest_counters_loaded", "vcpu_load"})
 
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
-        cpu = data.get("cpu")
-        vcpu = self.c.vcpu(str(data.get("vcpu")))
-        if not isinstance(cpu, int) or vcpu is None or not self.c.in_hw(vcpu, cpu):
+        at = self.where(data)
+        if at is None or not self.c.in_hw(at[1], at[0]):
             return
+        cpu, vcpu = at
         pe = self.c.pe(cpu)
         mdcr = pe.snapshot().mdcr_el2
         missing = []

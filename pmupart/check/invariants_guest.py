@@ -100,11 +100,13 @@ class SwIncrementsItsCounters(Invariant):
         return [pmu.counter_value(i) for i in range(pmu.nr)]
 
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
-        cpu = data.get("cpu")
-        if not isinstance(cpu, int) or data.get("reg") != "PMSWINC_EL0" or not data["write"]:
+        if data.get("reg") != "PMSWINC_EL0" or not data["write"]:
             return
-        vcpu = self.c.vcpu(str(data.get("vcpu")))
-        if vcpu is None or vcpu.pmu is None:
+        at = self.where(data)
+        if at is None:
+            return
+        cpu, vcpu = at
+        if vcpu.pmu is None:
             return
         if kind == "guest_access_begin":
             self._pre[cpu] = (vcpu.name, self._values(vcpu))
@@ -152,11 +154,11 @@ class OverflowFlagsFromOwnCounters(Invariant):
     events = frozenset({"guest_overflow"})
 
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
-        cpu = data.get("cpu")
-        vcpu = self.c.vcpu(str(data.get("vcpu")))
+        at = self.where(data)
         bits = int(data.get("bits", 0))
-        if not isinstance(cpu, int) or vcpu is None or not bits:
+        if at is None or not bits:
             return
+        cpu, vcpu = at
         own = self.c.share(vcpu, cpu) if self.c.in_hw(vcpu, cpu) else 0
         host = _host_active(self.c, cpu)
         foreign = bits & ~own

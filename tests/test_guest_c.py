@@ -127,22 +127,12 @@ def test_exec_cli_on_elf(elf: dict[str, Path]) -> None:
 
 
 def test_scenario_vm_program_takes_an_elf(elf: dict[str, Path]) -> None:
+    from conftest import one_vm_program_scenario
+
     from pmupart.scenario import load_scenario_text
     from pmupart.sim.session import run_scenario
 
-    text = f'''
-[scenario]
-name = "elf"
-duration = "10ms"
-[machine]
-[[machine.cluster]]
-core = "cortex-a720"
-count = 1
-[[vm]]
-name = "vm0"
-affinity = "0"
-program = "{elf["hello"]}"
-'''
+    text = one_vm_program_scenario("elf", elf["hello"])
     r = run_scenario(load_scenario_text(text))
     ctx = next(c for c in r.contexts if c.vcpu is not None)
     assert ctx.program_ran

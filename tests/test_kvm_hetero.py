@@ -13,9 +13,7 @@ from pmupart.arch import Outcome
 from pmupart.host.topology import Topology
 from pmupart.kvm import uapi
 from pmupart.kvm.options import HpmnSource, KvmOptions
-from pmupart.kvm.uapi import KVM_ARM_VCPU_PMU_V3_CTRL as CTRL
 
-IRQ, INIT, SET_PMU, SET_NR, PART = 0, 1, 3, 4, 5
 INST = 0x08
 C = 1 << 31
 E, LC = 1, 1 << 6
@@ -39,16 +37,9 @@ def big_little(little_counters: int | None = None, reserved: int = 2, **kw: Any)
 
 def vcpu_of(m: Machine, *, partition: bool, nr: int | None = None,
             pmu_type: int | None = None) -> Any:
-    v = m.kvm.create_vm().create_vcpu()
-    if pmu_type is not None:
-        v.set_device_attr(CTRL, SET_PMU, pmu_type)
-    if partition:
-        v.set_device_attr(CTRL, PART, 1)
-    if nr is not None:
-        v.set_device_attr(CTRL, SET_NR, nr)
-    v.set_device_attr(CTRL, IRQ, 23)
-    v.set_device_attr(CTRL, INIT, None)
-    return v
+    from conftest import make_vcpu
+
+    return make_vcpu(m, partition=partition, nr=nr, pmu_type=pmu_type)
 
 
 def mdcr(m: Machine, cpu: int) -> int:

@@ -12,7 +12,7 @@ from pmupart.host import PerfEventAttr
 from pmupart.host.topology import Topology
 from pmupart.kvm.uapi import KVM_ARM_VCPU_PMU_V3_CTRL as CTRL
 
-IRQ, INIT, SET_NR, PART = 0, 1, 4, 5
+INIT, SET_NR, PART = 1, 4, 5
 INST, CYC, MEM = 0x08, 0x11, 0x13
 C = 1 << 31
 M32 = (1 << 32) - 1
@@ -25,13 +25,9 @@ def mach(core: str = "cortex-a720", reserved: int = 2) -> Machine:
 
 
 def vcpu(m: Machine, partition: bool, nr: int = 4) -> Any:
-    v = m.kvm.create_vm().create_vcpu()
-    if partition:
-        v.set_device_attr(CTRL, PART, 1)
-    v.set_device_attr(CTRL, SET_NR, nr)
-    v.set_device_attr(CTRL, IRQ, 23)
-    v.set_device_attr(CTRL, INIT, None)
-    return v
+    from conftest import make_vcpu
+
+    return make_vcpu(m, partition=partition, nr=nr)
 
 
 def sampling_guest(hits: list[int], period: int = 1000) -> Any:

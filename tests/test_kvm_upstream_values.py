@@ -12,9 +12,7 @@ from pmupart.arch import Outcome
 from pmupart.host.topology import Topology
 from pmupart.kvm import uapi
 from pmupart.kvm.revision import revision_with
-from pmupart.kvm.uapi import KVM_ARM_VCPU_PMU_V3_CTRL as CTRL
 
-IRQ, INIT, FILTER, SET_NR, PART = 0, 1, 2, 4, 5
 C = 1 << 31
 LC, E = 1 << 6, 1
 
@@ -32,16 +30,9 @@ def machine(*cores: str, revision: str = "v8", what_if: bool = False, **kw: Any)
 
 def vcpu(m: Machine, partition: bool = False, filt: list[Any] | None = None,
          pmu: bool = True) -> Any:
-    v = m.kvm.create_vm().create_vcpu(pmu=pmu)
-    if not pmu:
-        return v
-    for f in filt or []:
-        v.set_device_attr(CTRL, FILTER, f)
-    if partition:
-        v.set_device_attr(CTRL, PART, 1)
-    v.set_device_attr(CTRL, IRQ, 23)
-    v.set_device_attr(CTRL, INIT, None)
-    return v
+    from conftest import make_vcpu
+
+    return make_vcpu(m, partition=partition, filters=filt or (), pmu=pmu)
 
 
 def run(v: Any, prog: Any, cpu: int = 0) -> dict[str, Any]:

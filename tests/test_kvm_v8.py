@@ -17,7 +17,7 @@ from pmupart.kvm.pmu_direct import PartitionedPmu, PmuAccess
 from pmupart.kvm.revision import REVISIONS, CounterMask, Revision
 from pmupart.kvm.uapi import KVM_ARM_VCPU_PMU_V3_CTRL as CTRL
 
-IRQ, INIT, FILTER, SET_PMU, SET_NR, PART = 0, 1, 2, 3, 4, 5
+IRQ, INIT, PART = 0, 1, 5
 TPM = 1 << 6
 INST, SW_INCR = 0x08, 0x00
 
@@ -29,15 +29,9 @@ def machine(rev: str | Revision, core: str = "cortex-a720", n: int = 2,
 
 
 def vcpu(m: Machine, nr: int | None = None, filt: Any = None) -> Any:
-    v = m.kvm.create_vm().create_vcpu()
-    if filt is not None:
-        v.set_device_attr(CTRL, FILTER, filt)
-    v.set_device_attr(CTRL, PART, 1)
-    if nr is not None:
-        v.set_device_attr(CTRL, SET_NR, nr)
-    v.set_device_attr(CTRL, IRQ, 23)
-    v.set_device_attr(CTRL, INIT, None)
-    return v
+    from conftest import make_vcpu
+
+    return make_vcpu(m, partition=True, nr=nr, filters=() if filt is None else (filt,))
 
 
 def pmu(v: Any) -> PartitionedPmu:

@@ -186,19 +186,9 @@ def test_an_aarch64_program_runs_from_a_scenario(tmp_path: object) -> None:
     from pmupart.scenario import load_scenario_text
 
     asm = Path(__file__).parent / "asm" / "pmu_counting.S"
-    text = f'''
-[scenario]
-name = "asm"
-duration = "10ms"
-[machine]
-[[machine.cluster]]
-core = "cortex-a720"
-count = 1
-[[vm]]
-name = "vm0"
-affinity = "0"
-program = "{asm}"
-'''
+    from conftest import one_vm_program_scenario
+
+    text = one_vm_program_scenario("asm", asm)
     r = run_scenario(load_scenario_text(text))
     ctx = next(c for c in r.contexts if c.vcpu is not None)
     assert ctx.program_ran

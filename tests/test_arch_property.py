@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pmupart.arch import PE, ChainStraddle, Outcome, Policies
+from pmupart.arch import PE, ChainFilter, ChainStraddle, Outcome, Policies
 
 INST, CYC, MEM, CHAIN, SWINC, UNSUP = 0x08, 0x11, 0x13, 0x1E, 0x00, 0x300
 C = 1 << 31
@@ -176,10 +176,10 @@ def scenarios(draw: st.DrawFn) -> tuple[Ref, list[tuple[str, int, object]]]:
     return ref, [*steps]
 
 
-def build_pe(ref: Ref) -> PE:
+def build_pe(ref: Ref, chain_filter: ChainFilter = ChainFilter.APPLIES) -> PE:
     name = {v: k for k, v in VERS.items()}[ref.ver]
     pol = Policies(chain_straddle=ChainStraddle.COUNT if ref.straddle_counts
-                   else ChainStraddle.NO_COUNT)
+                   else ChainStraddle.NO_COUNT, chain_filter=chain_filter)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pe = PE(ref.n, name, fgt=True, hpmn0=True, policies=pol,
@@ -245,3 +245,35 @@ def test_big_blocks_chain_exactly(start: int, k: int, p5: bool) -> None:
     assert s.evcntr[1] == carries % (1 << width)
     odd_ovf = (carries >> 32) > 0
     assert s.pmovs == (1 if carries else 0) | (2 if odd_ovf else 0)
+
+
+@settings(deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.sampled_from(list(ChainFilter)))
+def test_quiet_el_only_where_nothing_counts(sc: tuple[Ref, list[tuple[str, int, object]]],
+                                            chain_filter: ChainFilter) -> None:
+    """spec §5: the shortcut that skips building a counting plan (``PE._quiet``) is taken
+    only where the full CountPMUEvents() walk finds no counter counting at that EL."""
+    ref, _ = sc
+    pe = build_pe(ref, chain_filter)
+    for el in (0, 1, 2):
+        p = pe._compute_plan(el)
+        live = bool(p.by_event or p.sw_incr or p.chain_odd or p.cycle or p.icnt)
+        assert not (live and pe._quiet(el)), el
+
+
+def test_quiet_el_is_taken_for_filtered_counters() -> None:
+    """The shortcut does apply: counters that exclude EL2 (NSH = 0) leave EL2 quiet while
+    EL1 counts; a PMCCNTR that includes EL2 makes EL2 count again (spec §5.6)."""
+    pe = PE(4, "V3P5")
+    with pe.at_el(2):
+        pe.write("PMEVTYPER0_EL0", INST)
+        pe.write("PMCNTENSET_EL0", 0b1 | C)
+        pe.write("PMCCFILTR_EL0", 0)
+        pe.write("PMCR_EL0", E)
+    assert pe._quiet(2) and not pe._quiet(1)
+    pe.count_at(2, {INST: 5, CYC: 7})
+    assert state(pe) == ([0, 0, 0, 0], 0, 0)
+    pe.write_el2("PMCCFILTR_EL0", NSH)
+    assert not pe._quiet(2)
+    pe.count_at(2, {CYC: 7})
+    assert state(pe) == ([0, 0, 0, 0], 0, 7)

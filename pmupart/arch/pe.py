@@ -187,6 +187,9 @@ class _Plan:
 
 
 
+#: The plan of an EL where nothing counts (``PE._quiet``), shared: plans are never modified.
+_QUIET_PLAN = _Plan()
+
 _FGT_MASKS: dict[tuple[str, str], int] = {}
 _FEATURE_MASKS: dict[tuple[str, frozenset[str]], int] = {}
 
@@ -319,6 +322,7 @@ class PE:
         n = self.num_counters
         self._evcnt = [u & self._cnt_mask()] * n
         self._evtyper = [0] * n
+        self._pass = [(1 << n) - 1, (1 << n) - 1, 0]  # PMEVTYPER = 0 passes EL0/EL1, not EL2
         self._ccnt = u
         self._ccd_residue = 0
         self._ccfiltr = 0
@@ -488,7 +492,10 @@ class PE:
         """The plan for ``el`` (:meth:`_compute_plan`), memoised on every register it reads:
         a perf driver that disables and re-enables its counters around each interrupt walks
         the same few register states again and again.  Plans are never modified once
-        built."""
+        built.  Where no counter can count at ``el`` (:meth:`_quiet`: the host's EL2 work on
+        an emulated vPMU, whose events exclude EL2) the shared empty plan serves."""
+        if self._quiet(el):
+            return _QUIET_PLAN
         key = (el, self._pmcr, self._mdcr, self._cnten, self._hpmn, tuple(self._evtyper),
                self._ccfiltr, self._icfiltr, id(self.policies))
         p = self._plan_memo.get(key)
@@ -497,6 +504,30 @@ class PE:
                 self._plan_memo.clear()
             p = self._plan_memo[key] = self._compute_plan(el)
         return p
+
+    def _quiet(self, el: int) -> bool:
+        """True when no counter can count at ``el``, from the terms of CountPMUEvents() that
+        need no per-counter walk (spec §5; ARM §J1.3.1.93): an event counter counts only if
+        its range is enabled (PMCR.E for the first range, MDCR_EL2.HPME for the second), its
+        PMCNTEN bit is set, HPMD does not prohibit it (first range at EL2) and its filter
+        passes (``_pass``); PMCCNTR and PMICNTR only with PMCR.E, their PMCNTEN bit and their
+        filter.  Conservative: False whenever a counter might count."""
+        pmcr = self._pmcr
+        cnten = self._cnten
+        e1 = pmcr & _PMCR_E
+        r1 = (1 << self._hpmn) - 1
+        en = r1 if e1 else 0
+        if self._mdcr & _MDCR_HPME:
+            en |= ((1 << self.num_counters) - 1) & ~r1
+        if el == 2 and self._p1 and self._mdcr & _MDCR_HPMD \
+                and not (self.policies.external_debug_enabled and not self.debugv8p2):
+            en &= ~r1  # HPMD (ARM §D13.5.4 RMMZLZ), as in _compute_plan
+        if cnten & en & self._pass[el]:
+            return False
+        if e1 and cnten & C_BIT and not self._filtered(self._ccfiltr, el):
+            return False
+        return not (self.icntr and e1 and cnten & F0_BIT
+                    and not self._filtered(self._icfiltr, el))
 
     def _compute_plan(self, el: int) -> _Plan:
         """CountPMUEvents() for every counter at ``el`` minus the freeze term, which depends
@@ -1130,7 +1161,22 @@ class PE:
             v &= ~0xFFFF
         if self._evtyper[i] != v:
             self._evtyper[i] = v
+            self._set_pass(i, v)
             self._invalidate()
+
+    def _set_pass(self, i: int, t: int) -> None:
+        """Keep ``_pass[el]`` bit ``i`` set iff counter ``i``'s filter lets it count at ``el``
+        (:meth:`_filtered`), or it counts CHAIN with policy chain_filter IGNORED (spec §6,
+        ARM §D14.3): the quick test of :meth:`_quiet`."""
+        bit = 1 << i
+        chain = (t & (0xFFFF if self._p1 else 0x3FF)) == _EV_CHAIN and \
+            self.policies.chain_filter is ChainFilter.IGNORED
+        ps = self._pass
+        for el in (0, 1, 2):
+            if chain or not self._filtered(t, el):
+                ps[el] |= bit
+            else:
+                ps[el] &= ~bit
 
     def _write_pmcr(self, value: int) -> None:
         """PMCR_EL0 (spec §3; ARM §D24.5.8): writable E, X, DP, LC/D (AArch32), LP (p5), FZO (p7),

@@ -43,7 +43,7 @@ from pmupart.arch.policy import (
     ReservedHpmn,
     UnknownReadback,
 )
-from pmupart.arch.sysreg import BY_NAME, RegDef, check_value, lookup
+from pmupart.arch.sysreg import BY_NAME, REGISTERS, RegDef, check_value, lookup
 
 M32 = (1 << 32) - 1
 M64 = (1 << 64) - 1
@@ -255,8 +255,11 @@ class PE:
         self.num_counters = num_counters
         self.core = core
         self.policies = policies or Policies()
-        #: write_el2's outcome per register name: (register, a plain write)
-        self._el2_write_ok: dict[str, tuple[RegDef, bool]] = {}
+        #: write_el2's outcome per register name: (register, its writer if the write is
+        #: plain, else None)
+        self._el2_write_ok: dict[str, tuple[RegDef, Callable[[PE, int], None] | None]] = {}
+        #: read_el2's reader per register name, for registers whose EL2 read is plain
+        self._el2_read_fn: dict[str, Callable[[PE, int], int]] = {}
         self._plan_memo: dict[tuple[object, ...], _Plan] = {}
         feats = set(self.pmuver.features)
         # export_bus: the PE has a PMU event export bus, so PMCR_EL0.X is RW; without one X is
@@ -278,6 +281,7 @@ class PE:
         self.fgt, self.fgt2, self.hpmn0, self.icntr, self.aarch32 = fgt, fgt2, hpmn0, icntr, aarch32
         self._p1 = self.pmuver >= PMUVer.V3P1
         self._p5 = self.pmuver >= PMUVer.V3P5
+        self._cmask = M64 if self._p5 else M32  # see _cnt_mask
         self._p7 = self.pmuver >= PMUVer.V3P7
         self._p9 = self.pmuver >= PMUVer.V3P9
         self.events: frozenset[int] = frozenset(events if events is not None else BASE_EVENTS)
@@ -416,6 +420,18 @@ class PE:
             eff = h
         self._hpmn = eff
         self._plans = [None, None, None]
+        self._config_changed()
+
+    def _config_changed(self) -> None:
+        """Drop what is cached from the access configuration: the outcome of each access
+        (:meth:`_check`) and GetPMUReadMask()/GetPMUWriteMask() per EL.  They read MDCR_EL2
+        (HPMN, TPM, TPMCR), HCR_EL2 (E2H, TGE), PMUSERENR_EL0, PMUACR_EL1 and the fine-grained
+        trap registers, whose writers call this when the value changes; everything else they
+        read is fixed for the PE (features, policies)."""
+        #: per EL * 2 + is_write: register name -> (fault, flags) of ``_check_regs``
+        self._chk: list[dict[str, tuple[Access | None, int]]] = [{}, {}, {}, {}, {}, {}]
+        self._wmasks: list[int | None] = [None, None, None]
+        self._rmasks: list[int | None] = [None, None, None]
 
     @property
     def hpmn_constrained_unpredictable(self) -> bool:
@@ -444,6 +460,20 @@ class PE:
         if el == 0 and self.in_host:
             return False
         return not ((self._hdfgwtr2 if write else self._hdfgrtr2) & field_mask)
+
+    def _rmask_at(self, el: int) -> int:
+        """:meth:`_read_mask`, cached until the configuration changes."""
+        m = self._rmasks[el]
+        if m is None:
+            m = self._rmasks[el] = self._read_mask(el)
+        return m
+
+    def _wmask_at(self, el: int) -> int:
+        """:meth:`_write_mask` (not PMZR's), cached until the configuration changes."""
+        m = self._wmasks[el]
+        if m is None:
+            m = self._wmasks[el] = self._write_mask(el)
+        return m
 
     def _read_mask(self, el: int) -> int:
         """GetPMUReadMask() (ARM §J1.3.1.100): reads of PMCNTEN*/PMINTEN*/PMOVS* (spec §8.2,
@@ -842,11 +872,6 @@ class PE:
             check_value(reg, value)
         return self._access(reg, True, value)
 
-    def access(self, reg: RegDef, write: bool, value: int = 0) -> Access:
-        """MRS/MSR of an already looked-up register with an already checked value (the
-        vCPU's accessor, which does both once for its own trap handling)."""
-        return self._access(reg, write, value)
-
     def count_at(self, el: int, events: Mapping[str | int, int]) -> None:
         """:meth:`count` at ``el`` (0..2), then back to the current EL: the host kernel
         retiring its own EL2 work without a context manager per block."""
@@ -879,11 +904,21 @@ class PE:
     def read_el2(self, name: str) -> int:
         """The hypervisor's (or VHE host kernel's) MRS: performed at EL2, where nothing traps
         (EL3 is not implemented, spec §8.1 step 4); for host and KVM code, which must not
-        name a register the PE lacks (``ValueError``).  Fast: no EL switch is observable."""
+        name a register the PE lacks (``ValueError``).  Fast: no EL switch is observable.
+        Registers that are not PMSELR-indexed read plainly at EL2 or never (nothing traps
+        from EL2): their reader is looked up once."""
+        fn = self._el2_read_fn.get(name)
+        if fn is not None:
+            return fn(self, 2)
         reg = BY_NAME.get(name) or lookup(name)
         old = self._el
         self._el = 2
         try:
+            if reg.counter != "sel":
+                fault, flags = self._check(reg, False)
+                if fault is None and not flags:
+                    fn = self._el2_read_fn[name] = _READ_FN[reg.name]
+                    return fn(self, 2)
             acc = self._access(reg, False, 0)
         finally:
             self._el = old
@@ -904,20 +939,17 @@ class PE:
                 fault, flags = self._check(reg, True)
             finally:
                 self._el = old
-            ok = self._el2_write_ok[name] = (reg, fault is None and not flags)
-        reg, plain = ok
+            ok = self._el2_write_ok[name] = (
+                reg, _WRITE_FN[reg.name] if fault is None and not flags else None)
+        reg, fn = ok
         if value.__class__ is not int or not 0 <= value <= M64:
             check_value(reg, value)
         old = self._el
-        if plain:
-            self._el = 2
-            try:
-                self._do_write(reg, value)
-            finally:
-                self._el = old
-            return
         self._el = 2
         try:
+            if fn is not None:
+                fn(self, value)
+                return
             acc = self._access(reg, True, value)
         finally:
             self._el = old
@@ -929,7 +961,19 @@ class PE:
         fault, _ = self._check(lookup(name), is_write)
         return Outcome.OK if fault is None else fault.outcome
 
-    def _check(self, reg: RegDef, write: bool) -> tuple[Access, int] | tuple[None, int]:
+    def _check(self, reg: RegDef, write: bool) -> tuple[Access | None, int]:
+        """:meth:`_check_regs` at the current EL, cached per register and direction until
+        the configuration changes (:meth:`_config_changed`); the PMSELR_EL0-indexed
+        registers (PMXEVCNTR/PMXEVTYPER) are decided afresh, SEL being part of the answer."""
+        if reg.counter == "sel":
+            return self._check_regs(reg, write)
+        cache = self._chk[self._el * 2 + write]
+        r = cache.get(reg.name)
+        if r is None:
+            r = cache[reg.name] = self._check_regs(reg, write)
+        return r
+
+    def _check_regs(self, reg: RegDef, write: bool) -> tuple[Access | None, int]:
         """The architectural checks of spec §8.1 (ARM §D24.5 accessors), in order.  Returns (fault,
         _) or (None, flags) where flags bit 0 = RAZ/WI, bit 1 = writes ignored."""
         el = self._el
@@ -1058,30 +1102,35 @@ class PE:
             return 2
         return 0
 
-    def _access(self, reg: RegDef, write: bool, value: int) -> Access:
-        fault, flags = self._check(reg, write)
+    def _access(self, reg: RegDef, write: bool, value: int = 0) -> Access:
+        """MRS/MSR of an already looked-up register with an already checked value (the
+        vCPU's accessor, which does both once for its own trap handling)."""
+        if reg.counter == "sel":
+            fault, flags = self._check_regs(reg, write)
+        else:  # _check's cache, inline on the hot path
+            cache = self._chk[self._el * 2 + write]
+            r = cache.get(reg.name)
+            if r is None:
+                r = cache[reg.name] = self._check_regs(reg, write)
+            fault, flags = r
         if fault is not None:
             return fault
         if flags & 1:  # RAZ/WI
             return _OK_WRITE if write else Access(Outcome.OK, 0)
         if write:
             if not flags & 2:
-                self._do_write(reg, value)
+                _WRITE_FN[reg.name](self, value)
             return _OK_WRITE
-        return Access(Outcome.OK, self._do_read(reg))
+        return Access(Outcome.OK, _READ_FN[reg.name](self, self._el))
+
+    access = _access  #: the public name (DESIGN.md API contract)
 
     # ------------------------------------------------------------------ reads
     def _do_read(self, reg: RegDef) -> int:
-        name = reg.name
-        el = self._el
-        if reg.family == "PMEVCNTR<n>_EL0":
-            return self._evcnt[reg.index]  # type: ignore[index]
-        if reg.family == "PMEVTYPER<n>_EL0":
-            return self._read_evtyper(reg.index)  # type: ignore[arg-type]
-        h = _READERS.get(name)
+        h = _READ_FN.get(reg.name)
         if h is not None:
-            return h(self, el)
-        raise AssertionError(f"no reader for {name}")  # pragma: no cover
+            return h(self, self._el)
+        raise AssertionError(f"no reader for {reg.name}")  # pragma: no cover
 
     def _read_evtyper(self, i: int) -> int:
         return self._evtyper[i]
@@ -1136,13 +1185,7 @@ class PE:
 
     # ------------------------------------------------------------------ writes
     def _do_write(self, reg: RegDef, value: int) -> None:
-        if reg.family == "PMEVCNTR<n>_EL0":
-            self._evcnt[reg.index] = value & self._cnt_mask()  # type: ignore[index]
-            return
-        if reg.family == "PMEVTYPER<n>_EL0":
-            self._write_evtyper(reg.index, value)  # type: ignore[arg-type]
-            return
-        h = _WRITERS.get(reg.name)
+        h = _WRITE_FN.get(reg.name)
         if h is None:  # pragma: no cover
             raise AssertionError(f"no writer for {reg.name}")
         h(self, value)
@@ -1205,7 +1248,7 @@ class PE:
         self._invalidate()
 
     def _bitmap_write(self, attr: str, value: int, set_: bool) -> None:
-        m = self._write_mask(self._el) & value
+        m = self._wmask_at(self._el) & value
         cur = getattr(self, attr)
         setattr(self, attr, (cur | m) if set_ else (cur & ~m))
 
@@ -1255,8 +1298,10 @@ class PE:
     def _write_mdcr(self, value: int) -> None:
         """MDCR_EL2: fields of absent features are RES0; HPMN is recomputed (spec §2, §9;
         ARM §D24.3.17)."""
-        self._mdcr = value & _feature_mask("MDCR_EL2", self.features)
-        self._recompute_hpmn()
+        new = value & _feature_mask("MDCR_EL2", self.features)
+        if new != self._mdcr:  # unchanged: the plans and caches hold
+            self._mdcr = new
+            self._recompute_hpmn()
 
     def _read_mdcr(self, el: int) -> int:
         v = self._mdcr
@@ -1281,25 +1326,32 @@ class PE:
 
 def _bitmap_reader(attr: str) -> Callable[[PE, int], int]:
     def rd(pe: PE, el: int) -> int:
-        return int(getattr(pe, attr)) & pe._read_mask(el)
+        return int(getattr(pe, attr)) & pe._rmask_at(el)
     return rd
 
 
-def _simple(attr: str, reg: str, invalidate: bool = False) -> tuple[
+def _simple(attr: str, reg: str, invalidate: bool = False, config: bool = False) -> tuple[
         Callable[[PE, int], int], Callable[[PE, int], None]]:
+    """Reader and writer of a register kept whole in ``attr``; ``invalidate``: the counting
+    plans read it; ``config``: the access checks and masks read it (``_config_changed``)."""
     def rd(pe: PE, el: int) -> int:
         return int(getattr(pe, attr))
 
     def wr(pe: PE, value: int) -> None:
         new = value & _feature_mask(reg, pe.features)
-        if invalidate and getattr(pe, attr) != new:
-            pe._invalidate()  # the counting plans read it
+        if (invalidate or config) and getattr(pe, attr) != new:
+            setattr(pe, attr, new)
+            if invalidate:
+                pe._invalidate()
+            if config:
+                pe._config_changed()
+            return
         setattr(pe, attr, new)
     return rd, wr
 
 
 def _w_xevcntr(pe: PE, v: int) -> None:
-    pe._evcnt[pe._pmselr & 0x1F] = v & pe._cnt_mask()
+    pe._evcnt[pe._pmselr & 0x1F] = v & pe._cmask
 
 
 def _w_xevtyper(pe: PE, v: int) -> None:
@@ -1341,14 +1393,14 @@ _ICF_EVTCOUNT = 0x0008
 def _wr_icf(pe: PE, v: int) -> None:
     """PMICFILTR_EL0: evtCount [15:0] is RO and reads 0x0008 (ARM §D24.5.14)."""
     _wr_icf_fields(pe, (v & ~0xFFFF) | _ICF_EVTCOUNT)
-_rd_uer, _wr_uer = _simple("_pmuserenr", "PMUSERENR_EL0")
-_rd_acr, _wr_acr = _simple("_pmuacr", "PMUACR_EL1")
+_rd_uer, _wr_uer = _simple("_pmuserenr", "PMUSERENR_EL0", config=True)
+_rd_acr, _wr_acr = _simple("_pmuacr", "PMUACR_EL1", config=True)
 _, _wr_sel = _simple("_pmselr", "PMSELR_EL0")
-_rd_hcr, _wr_hcr = _simple("_hcr", "HCR_EL2", invalidate=True)
-_rd_frt, _wr_frt = _simple("_hdfgrtr", "HDFGRTR_EL2")
-_rd_fwt, _wr_fwt = _simple("_hdfgwtr", "HDFGWTR_EL2")
-_rd_frt2, _wr_frt2 = _simple("_hdfgrtr2", "HDFGRTR2_EL2")
-_rd_fwt2, _wr_fwt2 = _simple("_hdfgwtr2", "HDFGWTR2_EL2")
+_rd_hcr, _wr_hcr = _simple("_hcr", "HCR_EL2", invalidate=True, config=True)
+_rd_frt, _wr_frt = _simple("_hdfgrtr", "HDFGRTR_EL2", config=True)
+_rd_fwt, _wr_fwt = _simple("_hdfgwtr", "HDFGWTR_EL2", config=True)
+_rd_frt2, _wr_frt2 = _simple("_hdfgrtr2", "HDFGRTR2_EL2", config=True)
+_rd_fwt2, _wr_fwt2 = _simple("_hdfgwtr2", "HDFGWTR2_EL2", config=True)
 
 _READERS: dict[str, Callable[[PE, int], int]] = {
     "PMCR_EL0": PE._read_pmcr,
@@ -1407,3 +1459,40 @@ _WRITERS: dict[str, Callable[[PE, int], None]] = {
     "HDFGRTR2_EL2": _wr_frt2,
     "HDFGWTR2_EL2": _wr_fwt2,
 }
+
+
+def _w_evcntr(i: int) -> Callable[[PE, int], None]:
+    def wr(pe: PE, v: int) -> None:
+        pe._evcnt[i] = v & pe._cmask
+    return wr
+
+
+def _w_evtyper(i: int) -> Callable[[PE, int], None]:
+    def wr(pe: PE, v: int) -> None:
+        pe._write_evtyper(i, v)
+    return wr
+
+
+def _r_evcntr(i: int) -> Callable[[PE, int], int]:
+    def rd(pe: PE, el: int) -> int:
+        return pe._evcnt[i]
+    return rd
+
+
+def _r_evtyper(i: int) -> Callable[[PE, int], int]:
+    def rd(pe: PE, el: int) -> int:
+        return pe._evtyper[i]
+    return rd
+
+
+#: Every register's reader and writer by name, the <n> families' members included (the
+#: access path's one lookup).
+_READ_FN: dict[str, Callable[[PE, int], int]] = dict(_READERS)
+_WRITE_FN: dict[str, Callable[[PE, int], None]] = dict(_WRITERS)
+for _r in REGISTERS:
+    if _r.index is None:
+        continue
+    if _r.family == "PMEVCNTR<n>_EL0":
+        _READ_FN[_r.name], _WRITE_FN[_r.name] = _r_evcntr(_r.index), _w_evcntr(_r.index)
+    elif _r.family == "PMEVTYPER<n>_EL0":
+        _READ_FN[_r.name], _WRITE_FN[_r.name] = _r_evtyper(_r.index), _w_evtyper(_r.index)

@@ -76,16 +76,18 @@ class PartitionedPmu(PartitionedSysRegs):
         self._host_userenr = 0
         self._filter_loads = 0  #: loads that applied the filter (``filter_first_load_only``)
         self._squeezed: list[PerfEvent] = []
+        #: the revision's choice for :attr:`own_mask` (fixed for the VM)
+        self._max_guest_mask = self.rev.counter_mask is CounterMask.MAX_GUEST
 
     @property
     def own_mask(self) -> int:
         """The counters load/put/PMOVS act on: the VM's ``nr`` and the cycle counter
         (intent), or ``kvm_pmu_guest_counter_mask`` = GENMASK(max_guest_counters-1, 0) | C
         of the VM's PMU (v8 11/21, 16/21)."""
-        pmu = self.vm.arm_pmu
-        if self.rev.counter_mask is CounterMask.MAX_GUEST and pmu is not None \
-                and pmu.partitioned:
-            return pmu.guest_mask()
+        if self._max_guest_mask:
+            pmu = self.vm.arm_pmu
+            if pmu is not None and pmu.partitioned:
+                return pmu.guest_mask()
         return ((1 << self.nr) - 1) | C_BIT
 
     # ------------------------------------------------------------------ ownership
@@ -298,6 +300,8 @@ class PartitionedPmu(PartitionedSysRegs):
         (hardware PMCR and PMINTENSET while the guest owns them).  While FREE: never
         (intent), or, v8 17/21, when the virtual PMCR.E & PMOVS & PMINTEN & mask is set, flip
         to GUEST_OWNED and decide from the hardware registers."""
+        if self.access is not PmuAccess.FREE and not self.ovs:
+            return False  # no virtual overflow flag: nothing to decide (the common case)
         own = self.own_mask
         if self.access is PmuAccess.FREE:
             if self.rev.free_overflow is FreeOverflow.NO_IRQ:

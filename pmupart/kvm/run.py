@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from pmupart.kvm.kvm import VCPU
 
 _UNDEF = Access(Outcome.UNDEFINED)
+_TRAP_EL2 = Outcome.TRAP_EL2
+_M64 = (1 << 64) - 1
 _CYCLES_EV = 0x11  # CPU_CYCLES
 _INST_EV = 0x08  # INST_RETIRED
 _HCR_GUEST = 1 << 34  # E2H set, TGE clear while a guest runs (VHE)
@@ -155,36 +157,52 @@ class GuestCpu:
 
     def write(self, name: str, value: int) -> Access:
         reg = BY_NAME.get(name) or lookup(name)
-        check_value(reg, value)
+        if value.__class__ is not int or not 0 <= value <= _M64:
+            check_value(reg, value)
         return self._access(reg, True, value)
 
     def _access(self, reg: RegDef, write: bool, value: int) -> Access:
-        pe = self._pe
-        self._host.flush(self.cpu)  # EL2 work before this access has happened
         host = self._host
+        host.flush(self.cpu)  # EL2 work before this access has happened
         if host.listeners:  # the checker compares the hardware around guest accesses
             host.emit("guest_access_begin", cpu=self.cpu, vcpu=self.vcpu.name, reg=reg.name,
                       write=write)
-        for _ in range(3):
-            if reg.name in _ID_REGS:
-                acc = self._id_reg(reg, write)
-            else:
+        name = reg.name
+        if name in _ID_REGS:
+            acc = self._id_reg(reg, write)  # KVM's answer or UNDEF, never a further trap
+        else:
+            pe = self._pe
+            pe.el = self._el
+            acc = pe.access(reg, write, value)
+            if acc.outcome is _TRAP_EL2:
+                acc = self._trapped(reg, write, value)
+        if host.listeners:
+            host.emit("guest_access", cpu=self.cpu, vcpu=self.vcpu.name, reg=name,
+                      write=write, value=value, el=self._el, access=acc)
+        if write and name in _IRQ_REGS:
+            self._after_write()
+        return acc
+
+    def _trapped(self, reg: RegDef, write: bool, value: int) -> Access:
+        """An access that trapped to EL2: KVM handles it (:meth:`_trap`), and where the
+        handler asks for the access to be retried (the lazy flip) it is executed again, at
+        most three times in all."""
+        hc = self._host.cpus[self.cpu]
+        stats = self.vcpu.stats
+        pe = self._pe
+        for attempt in range(3):
+            if attempt:
                 pe.el = self._el
                 acc = pe.access(reg, write, value)
-            if acc.outcome is not Outcome.TRAP_EL2:
-                break
-            t0 = self._host.cpus[self.cpu].now_ns
+                if acc.outcome is not _TRAP_EL2:
+                    return acc
+            t0 = hc.now_ns
             acc = self._trap(reg, write, value)
-            dt = self._host.cpus[self.cpu].now_ns - t0
-            self.vcpu.stats.trap_ns[reg.name] += dt
-            self.vcpu.stats.exit_ns["sysreg"] += dt
-            if acc.outcome is not Outcome.TRAP_EL2:  # RETRY after the lazy flip
-                break
-        if host.listeners:
-            host.emit("guest_access", cpu=self.cpu, vcpu=self.vcpu.name, reg=reg.name,
-                      write=write, value=value, el=self._el, access=acc)
-        if write and reg.name in _IRQ_REGS:
-            self._after_write()
+            dt = hc.now_ns - t0
+            stats.trap_ns[reg.name] += dt
+            stats.exit_ns["sysreg"] += dt
+            if acc.outcome is not _TRAP_EL2:  # RETRY after the lazy flip
+                return acc
         return acc
 
     def _trap(self, reg: RegDef, write: bool, value: int) -> Access:

@@ -169,17 +169,22 @@ class ArmPmu:
         # (seen in earlier postings of the series' arm_pmuv3.c hunk; v8's not read).
         if ev.attr.config == _INST_RETIRED and (free & F0_BIT) and not self.partitioned:
             return ICNTR_IDX
-        gen = [i for i in range(self.num_counters) if (free >> i) & 1]
-        if self.alloc_order is AllocOrder.HIGH_TO_LOW:
-            gen.reverse()
-        p5 = self.core.pmuver >= 6
-        if ev.attr.long and not p5:
+        gen_free = free & ((1 << self.num_counters) - 1)
+        high_first = self.alloc_order is AllocOrder.HIGH_TO_LOW
+        if ev.attr.long and self.core.pmuver < 6:
             # armv8pmu_get_chain_idx: odd counter with its even partner free
+            gen = [i for i in range(self.num_counters) if (gen_free >> i) & 1]
+            if high_first:
+                gen.reverse()
             for i in gen:
                 if i & 1 and ((free >> (i - 1)) & 1):
                     return i
             return None
-        return gen[0] if gen else None
+        if not gen_free:
+            return None
+        # the first free general counter in allocation order: the highest set bit, or the
+        # lowest (bit arithmetic, not a scan)
+        return gen_free.bit_length() - 1 if high_first else (gen_free & -gen_free).bit_length() - 1
 
     def add(self, cpu: int, ev: PerfEvent, idx: int | None = None) -> bool:
         """``armpmu_add``: get a counter and program it; False if none is free.  ``idx``: the
@@ -196,6 +201,7 @@ class ArmPmu:
             hw.used_mask |= 1 << (idx - 1)
         hw.events[idx] = ev
         ev.hw_idx = idx
+        ev.hw_cpu = cpu
         ev.chained = chained
         ev.state = EventState.ACTIVE
         self._program(cpu, ev)
@@ -218,6 +224,7 @@ class ArmPmu:
         hw.used_mask &= ~bits
         hw.events.pop(idx, None)
         ev.hw_idx = None
+        ev.hw_cpu = -1
         ev.chained = False
         if ev.state is EventState.ACTIVE:
             ev.state = EventState.INACTIVE
@@ -287,6 +294,9 @@ class ArmPmu:
         return pe.counter_raw(idx)
 
     def _cpu_of(self, ev: PerfEvent) -> int:
+        hw = self.hw.get(ev.hw_cpu)  # where add() put it (checked, as the scan below checks)
+        if hw is not None and ev.hw_idx is not None and hw.events.get(ev.hw_idx) is ev:
+            return ev.hw_cpu
         for c, hw in self.hw.items():
             if ev.hw_idx is not None and hw.events.get(ev.hw_idx) is ev:
                 return c

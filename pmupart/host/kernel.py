@@ -475,35 +475,40 @@ class HostKernel:
                     out |= 1 << (leader.hw_idx - 1)
         used = hw.used_mask & ~out
         p5 = mine.core.pmuver >= 6
+        cntr_mask = hw.cntr_mask
+        pick = mine.pick_idx
         target: dict[int, tuple[PerfEvent, int]] = {}
-
-        def place(ev: PerfEvent) -> bool:
-            nonlocal used
-            idx = mine.pick_idx(hw.cntr_mask & ~used, ev)
-            if idx is None:
-                return False
-            used |= 1 << idx
-            if ev.attr.long and not p5 and idx != CYCLE_IDX:
-                used |= 1 << (idx - 1)
-            target[ev.id] = (ev, idx)
-            return True
-
-        def ready(ev: PerfEvent) -> bool:  # INACTIVE once everything is scheduled out
-            return ev.state is EventState.INACTIVE or ev.state is EventState.ACTIVE
-
+        inactive, active = EventState.INACTIVE, EventState.ACTIVE
+        # pinned groups first, then flexible ones in rotation order (ctx_sched_in); an event is
+        # placed as armv8pmu_get_event_idx would place it on the counters still free; an event
+        # is ready when it would be INACTIVE once everything is scheduled out
         for leader in leaders:
-            if not leader.attr.pinned or not ready(leader) or leader.pmu is not mine:
+            st = leader.state
+            if not leader.attr.pinned or (st is not inactive and st is not active) \
+                    or leader.pmu is not mine:
                 continue
-            if not place(leader):
+            idx = pick(cntr_mask & ~used, leader)
+            if idx is None:
                 return None  # pinned_error: the full path reports it with its timing
+            used |= 1 << idx
+            if leader.attr.long and not p5 and idx != CYCLE_IDX:
+                used |= 1 << (idx - 1)
+            target[leader.id] = (leader, idx)
         can_add_hw = True
         waiting = False
         for leader in hc.ctx.flexible_order():
-            if not ready(leader) or leader.pmu is not mine:
+            st = leader.state
+            if (st is not inactive and st is not active) or leader.pmu is not mine:
                 continue
-            if not can_add_hw or not place(leader):
+            idx = pick(cntr_mask & ~used, leader) if can_add_hw else None
+            if idx is None:
                 can_add_hw = False
                 waiting = True
+                continue
+            used |= 1 << idx
+            if leader.attr.long and not p5 and idx != CYCLE_IDX:
+                used |= 1 << (idx - 1)
+            target[leader.id] = (leader, idx)
         return target, waiting
 
     def switch_task(self, cpu: int, task: Task | None) -> None:
@@ -577,7 +582,10 @@ class HostKernel:
         if cycles <= 0:
             return
         hc = self.cpus[cpu]
-        dt = hc.advance_cycles(cycles)
+        # HostCpu.advance_cycles, inline (the hottest call of a trapping guest)
+        f = hc.core.freq_mhz
+        dt, hc._cyc_rem = divmod(hc._cyc_rem + cycles * 1000, f)
+        hc.now_ns += dt
         hc.el2_cycles += cycles
         hc.pending_el2 += cycles
         key = (hc.party, reason)

@@ -89,6 +89,7 @@ class PerfEvent:
     id: int = field(default_factory=lambda: next(_ids))
     state: EventState = EventState.INACTIVE
     hw_idx: int | None = None  #: counter index while ACTIVE (odd index of a chained pair)
+    hw_cpu: int = -1  #: the CPU whose counter ``hw_idx`` is (-1: none)
     chained: bool = False
     count: int = 0  #: events counted so far (``local64 count``)
     prev_hw: int = 0  #: counter value at the last update (``hw.prev_count``)
@@ -130,16 +131,16 @@ class PerfEvent:
 def _update_groups(leaders: Iterable[PerfEvent], now_ns: int) -> None:
     """``perf_event_update_time`` on each group: enabled time accrues while an event is
     schedulable (not OFF or DEAD), running time while it is ACTIVE, since its timestamp."""
+    off, dead, active = EventState.OFF, EventState.DEAD, EventState.ACTIVE
     for ev in leaders:
-        for e in (ev, *ev.siblings):
-            if e.state in (EventState.OFF, EventState.DEAD):
-                e._tstamp = now_ns
-                continue
-            dt = now_ns - e._tstamp
-            if dt > 0:
-                e.time_enabled += dt
-                if e.state is EventState.ACTIVE:
-                    e.time_running += dt
+        for e in (ev, *ev.siblings) if ev.siblings else (ev,):
+            st = e.state
+            if st is not off and st is not dead:
+                dt = now_ns - e._tstamp
+                if dt > 0:
+                    e.time_enabled += dt
+                    if st is active:
+                        e.time_running += dt
             e._tstamp = now_ns
 
 
@@ -155,6 +156,7 @@ class PerfContext:
         self.rotations = 0
         self._flex_order: list[PerfEvent] = []
         self._leaders: list[PerfEvent] | None = None
+        self._leader_ids: set[int] | None = None  #: ids of :meth:`leaders`, when asked
         self._flex_valid = False
         #: a flexible group waits for a counter: the mux timer must rotate
         #: (``ctx->rotate_necessary``)
@@ -164,6 +166,7 @@ class PerfContext:
     def invalidate(self) -> None:
         """Events were added or removed, or the task changed: recompute the lists."""
         self._leaders = None
+        self._leader_ids = None
         self._flex_valid = False
         self._times_clean = False
 
@@ -197,7 +200,9 @@ class PerfContext:
         whole-context update leaves it."""
         if now_ns == self.now_ns and self._times_clean:
             return
-        if any(e is leader for e in self.leaders()):
+        if self._leader_ids is None:
+            self._leader_ids = {id(e) for e in self.leaders()}
+        if id(leader) in self._leader_ids:
             _update_groups((leader,), now_ns)
 
     def mark(self, now_ns: int, events: list[PerfEvent]) -> None:

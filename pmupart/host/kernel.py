@@ -71,11 +71,29 @@ class HostStats:
     pinned_squeezed_out: int = 0
     pmu_irqs: int = 0
     rotations: int = 0
-    el2_cycles: Counter[str] = field(default_factory=Counter)
-    #: EL2 time by (party, reason): party is whoever the CPU worked for ("host" or a VM)
-    el2_ns: Counter[tuple[str, str]] = field(default_factory=Counter)
     warnings: list[str] = field(default_factory=list)
     squeezed_events: list[tuple[int, PerfEvent]] = field(default_factory=list)
+    #: the host's CPUs, whose own tallies the EL2 totals below add up (one tally per charge,
+    #: not two: :meth:`HostKernel.charge` is the hottest call of a trapping guest)
+    cpus: list[HostCpu] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def el2_cycles(self) -> Counter[str]:
+        """EL2 cycles by reason, over all CPUs (a new Counter: the sum of each CPU's
+        ``el2_cycles_by_reason``)."""
+        out: Counter[str] = Counter()
+        for hc in self.cpus:
+            out.update(hc.el2_cycles_by_reason)
+        return out
+
+    @property
+    def el2_ns(self) -> Counter[tuple[str, str]]:
+        """EL2 time by (party, reason), over all CPUs: party is whoever the CPU worked for
+        ("host" or a VM) (a new Counter: the sum of each CPU's ``el2_ns_by``)."""
+        out: Counter[tuple[str, str]] = Counter()
+        for hc in self.cpus:
+            out.update(hc.el2_ns_by)
+        return out
 
 
 class HostCpu:
@@ -153,6 +171,7 @@ class HostKernel:
         self.mux_interval_ms = mux_interval_ms
         self.cpus = [HostCpu(i, c, PE.from_core(c, policies=policies), mux_interval_ms * 10**6)
                      for i, c in enumerate(cpu_cores)]
+        self.stats.cpus = self.cpus
         for hc in self.cpus:
             # Host boot: Linux's el2_setup leaves HPMN = N, no traps; VHE host with TGE set.
             with hc.pe.at_el(2):
@@ -588,12 +607,8 @@ class HostKernel:
         hc.now_ns += dt
         hc.el2_cycles += cycles
         hc.pending_el2 += cycles
-        key = (hc.party, reason)
-        st = self.stats
-        st.el2_cycles[reason] += cycles
-        st.el2_ns[key] += dt
         hc.el2_cycles_by_reason[reason] += cycles
-        hc.el2_ns_by[key] += dt
+        hc.el2_ns_by[hc.party, reason] += dt
 
     def flush(self, cpu: int) -> None:
         """Retire the EL2 work charged on ``cpu`` since the last flush."""

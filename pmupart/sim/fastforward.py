@@ -535,11 +535,9 @@ def _apply(eng: Engine, rq: CpuRq, a: _Snap, b: _Snap, m: int, dnow: int,
             reg = "PMCCNTR_EL0" if i == 31 else f"PMEVCNTR{i}_EL0"
             pe.write_el2(reg, (b.guest_hw[i] + m * dv) % (1 << 64))
     ha, hb = a.host, b.host
-    for k, n in (hb[0] - ha[0]).items():
-        host.stats.el2_cycles[k] += m * n
+    for k, n in (hb[0] - ha[0]).items():  # (the host's totals add up the CPUs')
         hc.el2_cycles_by_reason[k] += m * n
     for k2, n in (hb[1] - ha[1]).items():
-        host.stats.el2_ns[k2] += m * n
         hc.el2_ns_by[k2] += m * n
     host.stats.rotations += m * (hb[2] - ha[2])
     hc.el2_cycles += m * (hb[4] - ha[4])

@@ -248,3 +248,26 @@ def test_release_frees_the_counter(core: str) -> None:
     m.host.perf_event_release(e)
     assert e.state is EventState.DEAD
     assert open_(m, MEM).hw_idx == idx
+
+
+def test_release_does_not_reschedule_the_context() -> None:
+    """``perf_event_release_kernel`` -> ``perf_remove_from_context``: the event is scheduled
+    out and unlinked (``event_sched_out``, ``list_del_event``), nothing else is touched; a
+    flexible event waiting for a counter gets the freed one at the next rotation of the mux
+    timer, not at the release, and the events left on their counters are not rescheduled
+    (no ``perf_sched`` charge beyond the released event's own ``armpmu_del``)."""
+    m = mach()
+    h = m.host
+    n = h.pmus[0].num_counters
+    evs = [open_(m, c) for c in (INST, MEM, BR, L1D, L1DR, BRM, L1I)[:n + 1]]
+    waiting = [e for e in evs if e.state is EventState.INACTIVE]
+    assert len(waiting) == 1 and h.cpus[0].ctx.rotate_necessary
+    on = {e.id: e.hw_idx for e in evs if e.state is EventState.ACTIVE}
+    gone = next(e for e in evs if e.state is EventState.ACTIVE)
+    sched0 = h.cpus[0].el2_cycles_by_reason["perf_sched"]
+    h.perf_event_release(gone, charge_cpu=0)
+    assert waiting[0].state is EventState.INACTIVE  # still waiting for its turn
+    assert all(e.hw_idx == on[e.id] for e in evs if e is not gone and e.id in on)
+    assert h.cpus[0].el2_cycles_by_reason["perf_sched"] - sched0 == h.costs.perf_sched_event
+    work(m, 5)  # the mux timer (4 ms) rotates: the waiting event gets a counter
+    assert waiting[0].state is EventState.ACTIVE

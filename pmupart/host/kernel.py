@@ -246,7 +246,10 @@ class HostKernel:
         return ev
 
     def perf_event_release(self, ev: PerfEvent, charge_cpu: int | None = None) -> None:
-        """``perf_event_release_kernel``."""
+        """``perf_event_release_kernel`` -> ``perf_remove_from_context``: the event leaves
+        its counter and its context (``event_sched_out``, ``list_del_event``); the context is
+        not rescheduled (kernel/events/core.c ``__perf_remove_from_context``), so a flexible
+        group waiting for a counter gets the freed one at the next rotation or schedule-in."""
         for c in self._cpus_for(ev.leader):
             if ev.hw_idx is not None:
                 self.cpus[c].ctx.update_times(self.cpus[c].now_ns)
@@ -264,7 +267,6 @@ class HostKernel:
             ev.cpu if ev.cpu != -1 else (ev.task.cpu if ev.task else None))
         if where is not None:
             self.charge(where, self.costs.perf_event_release, "perf_event_release")
-            self.resched(where)
 
     def perf_event_disable(self, ev: PerfEvent, charge_cpu: int | None = None) -> None:
         """``perf_event_disable``: the event leaves its counter (its count is read) and stops

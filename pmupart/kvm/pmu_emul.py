@@ -139,9 +139,12 @@ class EmulatedPmu(VcpuPmu):
         (``kvm_pmu_create_perf_event``) or has it enabled again (``perf_event_enable``); a
         disabled one has its event disabled (``perf_event_disable``), kept for later."""
         enable: list[PerfEvent] = []
+        # kvm_pmu_counter_is_enabled for every counter at once (PMCR.E, PMCNTENSET, implemented)
+        on = self.cnten & self.implemented_mask() if self.pmcr & PMCR_E else 0
+        perf = self.perf
         for idx in [*range(self.nr), CYCLE_IDX]:
-            ev = self.perf.get(idx)
-            if self._enabled(idx):
+            ev = perf.get(idx)
+            if (on >> idx) & 1:
                 if ev is None:
                     self._create(idx)
                 elif ev.state is EventState.OFF:

@@ -234,7 +234,7 @@ class HostKernel:
         else:
             self.cpus[cpu].ctx.cpu_events.append(ev)
         self.events.append(ev)
-        self._invalidate_ctx()
+        self._invalidate_ctx(ev)
         self.stats.perf_events_created += 1
         where = charge_cpu if charge_cpu is not None else (cpu if cpu != -1 else task.cpu
                                                            if task else None)
@@ -261,7 +261,7 @@ class HostKernel:
             self.cpus[ev.cpu].ctx.cpu_events.remove(ev)
         if ev.group_leader is not None and ev in ev.group_leader.siblings:
             ev.group_leader.siblings.remove(ev)
-        self._invalidate_ctx()
+        self._invalidate_ctx(ev)
         self.stats.perf_events_released += 1
         where = charge_cpu if charge_cpu is not None else (
             ev.cpu if ev.cpu != -1 else (ev.task.cpu if ev.task else None))
@@ -319,9 +319,13 @@ class HostKernel:
         if charge_cpu is not None:
             self.charge(charge_cpu, len(evs) * self.costs.perf_sched_event, "perf_event_enable")
 
-    def _invalidate_ctx(self) -> None:
+    def _invalidate_ctx(self, ev: PerfEvent) -> None:
+        """``ev`` joined or left its context: the contexts that hold it (its CPU's, or that of
+        the CPU its task runs on) recompute their lists; the others did not change."""
+        task = ev.task
         for hc in self.cpus:
-            hc.ctx.invalidate()
+            if hc.id == ev.cpu or (task is not None and hc.ctx.task is task):
+                hc.ctx.invalidate()
 
     def perf_event_read(self, ev: PerfEvent) -> tuple[int, int, int]:
         """``perf_event_read_value``: bring times up to date, then (count, enabled, running)."""

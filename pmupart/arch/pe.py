@@ -682,6 +682,18 @@ class PE:
         plan = self._plans[self._el]
         if plan is None:
             plan = self._plans[self._el] = self._build_plan(self._el)
+        if plan is _QUIET_PLAN:  # nothing counts here: only check the block
+            for ev, n in events.items():
+                if type(ev) is not int:
+                    num = _EVENT_BY_NAME.get(ev)  # type: ignore[arg-type]
+                    ev = num if num is not None else event_number(ev)
+                if type(n) is not int or n <= 0:
+                    if isinstance(n, int) and not isinstance(n, bool) and n == 0:
+                        continue
+                    self._bad_count(ev, n)
+                if ev in GENERATED_EVENTS:
+                    self._bad_generated(ev)
+            return
         ovs_before = ovs = self._ovs
         frozen = 0
         cyc_frozen = icnt_frozen = False
@@ -814,7 +826,9 @@ class PE:
         overflow flag, at the current widths; ``None`` if it does not count here, frozen ones
         included (spec §5.4; ARM §J1.3.1.118).  (Engines use it to cut blocks at the exact overflow
         point.)"""
-        plan = self._plan()
+        plan = self._plans[self._el]
+        if plan is None:
+            plan = self._plan()
         ovs = self._ovs
         r1_frozen = bool(plan.fz_r1 and (ovs & plan.fz_r1))
         if idx == CYCLE_IDX:
@@ -1215,8 +1229,9 @@ class PE:
         chain = (t & (0xFFFF if self._p1 else 0x3FF)) == _EV_CHAIN and \
             self.policies.chain_filter is ChainFilter.IGNORED
         ps = self._pass
-        for el in (0, 1, 2):
-            if chain or not self._filtered(t, el):
+        # _filtered's table: EL0 counts iff U == 0, EL1 iff P == 0, EL2 iff NSH == 1
+        for el, passes in enumerate((not t & _FILT_U, not t & _FILT_P, bool(t & _FILT_NSH))):
+            if chain or passes:
                 ps[el] |= bit
             else:
                 ps[el] &= ~bit
@@ -1246,11 +1261,6 @@ class PE:
             self._ccnt = 0
             self._ccd_residue = 0
         self._invalidate()
-
-    def _bitmap_write(self, attr: str, value: int, set_: bool) -> None:
-        m = self._wmask_at(self._el) & value
-        cur = getattr(self, attr)
-        setattr(self, attr, (cur | m) if set_ else (cur & ~m))
 
     def _write_swinc(self, value: int) -> None:
         """PMSWINC_EL0 (spec §6 SW_INCR; ARM §J1.3.1.114): masked to the accessible counters
@@ -1370,18 +1380,22 @@ def _w_icntr(pe: PE, v: int) -> None:
     pe._icnt = v
 
 
-def _w_cnten(set_: bool) -> Callable[[PE, int], None]:
+def _w_bitmap(attr: str, set_: bool, plans: bool = False) -> Callable[[PE, int], None]:
+    """A SET/CLR register of the bitmap in ``attr``: the bits GetPMUWriteMask() allows at
+    the current EL (ARM §J1.3.1.101) are set or cleared; ``plans``: the counting plans read
+    the bitmap (PMCNTEN)."""
     def wr(pe: PE, v: int) -> None:
-        old = pe._cnten
-        pe._bitmap_write("_cnten", v, set_)
-        if pe._cnten != old:
-            pe._invalidate()
-    return wr
-
-
-def _w_bitmap(attr: str, set_: bool) -> Callable[[PE, int], None]:
-    def wr(pe: PE, v: int) -> None:
-        pe._bitmap_write(attr, v, set_)
+        el = pe._el
+        m = pe._wmasks[el]
+        if m is None:
+            m = pe._wmask_at(el)
+        m &= v
+        old = getattr(pe, attr)
+        new = (old | m) if set_ else (old & ~m)
+        if new != old:
+            setattr(pe, attr, new)
+            if plans:
+                pe._plans = [None, None, None]  # _invalidate
     return wr
 
 
@@ -1435,8 +1449,8 @@ _READERS: dict[str, Callable[[PE, int], int]] = {
 
 _WRITERS: dict[str, Callable[[PE, int], None]] = {
     "PMCR_EL0": PE._write_pmcr,
-    "PMCNTENSET_EL0": _w_cnten(True),
-    "PMCNTENCLR_EL0": _w_cnten(False),
+    "PMCNTENSET_EL0": _w_bitmap("_cnten", True, plans=True),
+    "PMCNTENCLR_EL0": _w_bitmap("_cnten", False, plans=True),
     "PMOVSSET_EL0": _w_bitmap("_ovs", True),
     "PMOVSCLR_EL0": _w_bitmap("_ovs", False),
     "PMINTENSET_EL1": _w_bitmap("_inten", True),

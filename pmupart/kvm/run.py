@@ -180,7 +180,11 @@ class GuestCpu:
             host.emit("guest_access", cpu=self.cpu, vcpu=self.vcpu.name, reg=name,
                       write=write, value=value, el=self._el, access=acc)
         if write and name in _IRQ_REGS:
-            self._after_write()
+            # A direct write may have changed the interrupt condition (PMINTENSET, PMCR.E).
+            pmu = self.vcpu.pmu
+            if pmu is not None and pmu.backend is Backend.PARTITIONED:
+                pmu.sync_irq()
+            self._deliver()
         return acc
 
     def _trapped(self, reg: RegDef, write: bool, value: int) -> Access:
@@ -213,8 +217,10 @@ class GuestCpu:
         vcpu.stats.traps[reg.name] += 1
         cycles = costs.exit_round_trip + costs.sysreg_handler
         vcpu.stats.el2_cycles += cycles
-        self._host.charge(self.cpu, cycles, "kvm_sysreg_trap")
-        self._host.emit("trap", cpu=self.cpu, vcpu=vcpu.name, reg=reg.name, write=write)
+        host = self._host
+        host.charge(self.cpu, cycles, "kvm_sysreg_trap")
+        if host.listeners:
+            host.emit("trap", cpu=self.cpu, vcpu=vcpu.name, reg=reg.name, write=write)
         if vcpu.pmu is None:
             return _UNDEF  # no PMU feature: KVM injects UNDEF for every PMU register
         return vcpu.pmu.handle_trap(reg, write, value, self._el)
@@ -230,13 +236,6 @@ class GuestCpu:
         # __kvm_read_sanitised_id_reg: the system-sanitised host value, then KVM's own
         # sanitising (spec kernel-code-deltas §3.7)
         return Access(Outcome.OK, guest_id_reg(self.vcpu, reg.name))
-
-    def _after_write(self) -> None:
-        """A direct write may have changed the interrupt condition (PMINTENSET, PMCR.E)."""
-        pmu = self.vcpu.pmu
-        if pmu is not None and pmu.backend is Backend.PARTITIONED:
-            pmu.sync_irq()
-        self._deliver()
 
     # ------------------------------------------------------------------ work
     def count(self, events: Mapping[str | int, int]) -> None:
@@ -288,7 +287,8 @@ class GuestCpu:
         vcpu.stats.el2_cycles += c.exit_round_trip
         self._host.charge(self.cpu, c.exit_round_trip, "kvm_irq_exit")
         vcpu.stats.exit_ns[reason] += hc.now_ns - t0
-        self._host.emit("irq_exit", cpu=self.cpu, vcpu=vcpu.name, reason=reason)
+        if self._host.listeners:
+            self._host.emit("irq_exit", cpu=self.cpu, vcpu=vcpu.name, reason=reason)
 
     def on_host_irq(self) -> None:
         """The host took a PMU interrupt while this vCPU ran (``pmupart.host.kernel``'s
@@ -325,7 +325,8 @@ class GuestCpu:
         vcpu.stats.el2_cycles += costs.vgic_inject
         self._host.charge(self.cpu, costs.vgic_inject, "kvm_vgic_inject")
         vcpu.stats.exit_ns["pmu_irq"] += self._host.cpus[self.cpu].now_ns - t0
-        self._host.emit("virq", cpu=self.cpu, vcpu=vcpu.name)
+        if self._host.listeners:
+            self._host.emit("virq", cpu=self.cpu, vcpu=vcpu.name)
 
     def _deliver(self) -> None:
         """Inject the virtual PMU interrupt at the next entry (``kvm_pmu_update_state``) and

@@ -406,7 +406,8 @@ class Engine:
                 truth = ctx.truth
                 for ev, v in part.items():
                     truth[ev] = truth.get(ev, 0) + v
-                self.emit("retire", cpu=cpu, ctx=ctx.name, el=el, events=part, t=hc.now_ns)
+                if self.listeners:
+                    self.emit("retire", cpu=cpu, ctx=ctx.name, el=el, events=part, t=hc.now_ns)
 
             if ctx.guest is not None:
                 ctx.guest.el = el

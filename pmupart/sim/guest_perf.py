@@ -23,6 +23,9 @@ from pmupart.sim.spec import PerfMode, PerfSession
 
 _CYCLES = int(Event.CPU_CYCLES)
 _C = 31
+#: register names by counter index (the driver's hot path formats none)
+_EVTYPER = tuple(f"PMEVTYPER{i}_EL0" for i in range(31))
+_CNTR = (*(f"PMEVCNTR{i}_EL0" for i in range(31)), "PMCCNTR_EL0")
 
 
 class RegisterApi(Protocol):  # the guest CPU surface the driver needs
@@ -149,8 +152,9 @@ class GuestPmuDriver:
             or self.switches_per_tick > 0
 
     def _slots(self) -> int:
-        cyc = any(self.events[i] == _CYCLES for i in range(len(self.events)))
-        return self.num_counters + (1 if cyc else 0) if self.started else 1 << 30
+        if not self.started:
+            return 1 << 30
+        return self.num_counters + (1 if _CYCLES in self.events else 0)
 
     def start(self, cpu: RegisterApi) -> None:
         """``armv8pmu_reset`` + probe + the first schedule."""
@@ -219,13 +223,13 @@ class GuestPmuDriver:
         if idx == _C:
             cpu.write("PMCCFILTR_EL0", filt)
         else:
-            cpu.write(f"PMEVTYPER{idx}_EL0", filt | self.events[i])
+            cpu.write(_EVTYPER[idx], filt | self.events[i])
         self._set_period(cpu, i, idx)
         cpu.write("PMINTENSET_EL1", 1 << idx)
         cpu.write("PMCNTENSET_EL0", 1 << idx)
 
     def _counter_reg(self, idx: int) -> str:
-        return "PMCCNTR_EL0" if idx == _C else f"PMEVCNTR{idx}_EL0"
+        return _CNTR[idx]  # PMCCNTR_EL0 for 31
 
     def _width(self, idx: int) -> int:
         return (1 << 64) - 1 if (idx == _C or self.wide) else (1 << 32) - 1

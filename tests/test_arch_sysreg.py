@@ -307,3 +307,15 @@ def test_decode_text() -> None:
     assert decode("ID_AA64DFR0_EL1", 0b0110 << 8) == "PMUVer=V3P5"
     assert decode("PMCR_EL0", (6 << 11) | 1) == "N=6|E"
     assert decode("PMEVTYPER3_EL0", (1 << 27) | 0x11) == "NSH|evtCount=0x11"  # 8+ bits: hex
+
+
+def test_counter_name_tables_follow_the_register_table() -> None:
+    """EVCNTR_NAMES/EVTYPER_NAMES[n] is the family member with index n, and 31 the cycle
+    counter's register (ARM §D24.5.2)."""
+    from pmupart.arch.sysreg import BY_NAME, EVCNTR_NAMES, EVTYPER_NAMES
+
+    for n in range(31):
+        assert BY_NAME[EVCNTR_NAMES[n]].index == n == BY_NAME[EVTYPER_NAMES[n]].index
+        assert BY_NAME[EVCNTR_NAMES[n]].family == "PMEVCNTR<n>_EL0"
+        assert BY_NAME[EVTYPER_NAMES[n]].family == "PMEVTYPER<n>_EL0"
+    assert (EVCNTR_NAMES[31], EVTYPER_NAMES[31]) == ("PMCCNTR_EL0", "PMCCFILTR_EL0")

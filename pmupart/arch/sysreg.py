@@ -363,6 +363,10 @@ REGISTERS: tuple[RegDef, ...] = _load()
 BY_NAME: dict[str, RegDef] = {r.name: r for r in REGISTERS}
 BY_ENCODING: dict[tuple[int, int, int, int, int], RegDef] = {r.encoding: r for r in REGISTERS}
 _S_RE = re.compile(r"^S(\d)_(\d)_C(\d+)_C(\d+)_(\d)$")
+#: PMEVCNTR<n>_EL0 and PMEVTYPER<n>_EL0 by n, with the cycle counter's PMCCNTR_EL0 and
+#: PMCCFILTR_EL0 at 31 (its index, ARM §D24.5.2): hot paths index these, formatting nothing.
+EVCNTR_NAMES: tuple[str, ...] = (*(f"PMEVCNTR{i}_EL0" for i in range(31)), "PMCCNTR_EL0")
+EVTYPER_NAMES: tuple[str, ...] = (*(f"PMEVTYPER{i}_EL0" for i in range(31)), "PMCCFILTR_EL0")
 
 
 def lookup(name: str) -> RegDef:

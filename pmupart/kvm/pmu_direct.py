@@ -39,6 +39,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pmupart.arch.pe import C_BIT
+from pmupart.arch.sysreg import EVCNTR_NAMES, EVTYPER_NAMES
 from pmupart.host.arm_pmuv3 import Reservation
 from pmupart.host.perf_event import PerfEvent
 from pmupart.kvm.debug import kvm_arm_setup_mdcr_el2, kvm_pmu_is_partitioned, kvm_vcpu_load_fgt
@@ -172,7 +173,7 @@ class PartitionedPmu(PartitionedSysRegs):
             if rev.userenr_swap is UserenrSwap.SAVED_RESTORED:
                 self._host_userenr = pe.read("PMUSERENR_EL0").value or 0
             for i in range(min(self.nr, pe.num_counters)):
-                pe.write(f"PMEVCNTR{i}_EL0", self.evcntr[i])
+                pe.write(EVCNTR_NAMES[i], self.evcntr[i])
                 n += 1
             pe.write("PMCCNTR_EL0", self.ccntr)
             pe.write("PMSELR_EL0", self.selr)
@@ -210,7 +211,7 @@ class PartitionedPmu(PartitionedSysRegs):
         n = 0
         with pe.at_el(2):
             for i in range(min(self.nr, pe.num_counters)):
-                pe.write(f"PMEVTYPER{i}_EL0", self.hw_typer(i, raw))
+                pe.write(EVTYPER_NAMES[i], self.hw_typer(i, raw))
                 n += 1
             pe.write("PMCCFILTR_EL0", self.hw_typer(31, raw))
         return n + 1
@@ -231,7 +232,7 @@ class PartitionedPmu(PartitionedSysRegs):
         n = 0
         with pe.at_el(2):
             for i in range(min(self.nr, pe.num_counters)):
-                self.evcntr[i] = pe.read(f"PMEVCNTR{i}_EL0").value or 0
+                self.evcntr[i] = pe.read(EVCNTR_NAMES[i]).value or 0
                 n += 1
             self.ccntr = pe.read("PMCCNTR_EL0").value or 0
             self.selr = pe.read("PMSELR_EL0").value or 0

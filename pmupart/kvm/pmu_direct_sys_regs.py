@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from pmupart.arch.events import Event
 from pmupart.arch.pe import C_BIT, CYCLE_IDX, Access, Outcome
-from pmupart.arch.sysreg import RegDef
+from pmupart.arch.sysreg import EVCNTR_NAMES, EVTYPER_NAMES, RegDef
 from pmupart.kvm.revision import (
     EvtyperWrite,
     FilterExempt,
@@ -89,13 +89,13 @@ class PartitionedSysRegs(VcpuPmu):
             return super().counter_value(idx)
         if not self._hw_has(idx):
             return 0
-        return self._hw("PMCCNTR_EL0" if idx == CYCLE_IDX else f"PMEVCNTR{idx}_EL0")
+        return self._hw(EVCNTR_NAMES[idx])  # PMCCNTR_EL0 for CYCLE_IDX
 
     def store_counter(self, idx: int, value: int) -> None:
         if self.hw_cpu is None or self._virtual_only:
             super().store_counter(idx, value)
         elif self._hw_has(idx):
-            self._hw_write("PMCCNTR_EL0" if idx == CYCLE_IDX else f"PMEVCNTR{idx}_EL0",
+            self._hw_write(EVCNTR_NAMES[idx],  # PMCCNTR_EL0 for CYCLE_IDX
                            value & M64)
 
     def sync_hw_ovs(self) -> None:
@@ -238,7 +238,7 @@ class PartitionedSysRegs(VcpuPmu):
         if idx == CYCLE_IDX:
             self._hw_write("PMCCFILTR_EL0", self.hw_typer(idx, False))
         elif idx < self.nr and self._hw_has(idx):
-            self._hw_write(f"PMEVTYPER{idx}_EL0", self.hw_typer(idx, raw))
+            self._hw_write(EVTYPER_NAMES[idx], self.hw_typer(idx, raw))
 
     def _hw_direct(self, reg: RegDef, write: bool, value: int, el: int) -> Access:
         name = reg.name

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 _UNDEF = Access(Outcome.UNDEFINED)
 _TRAP_EL2 = Outcome.TRAP_EL2
+_PARTITIONED = Backend.PARTITIONED
 _M64 = (1 << 64) - 1
 _CYCLES_EV = 0x11  # CPU_CYCLES
 _INST_EV = 0x08  # INST_RETIRED
@@ -124,7 +125,8 @@ class GuestCpu:
         self.truth: dict[int, int] | None = None
         host = vcpu.vm.kvm.host
         self._host = host
-        self._pe = host.cpus[cpu].pe
+        self._hc = host.cpus[cpu]
+        self._pe = self._hc.pe
 
     @property
     def el(self) -> int:
@@ -163,7 +165,8 @@ class GuestCpu:
 
     def _access(self, reg: RegDef, write: bool, value: int) -> Access:
         host = self._host
-        host.flush(self.cpu)  # EL2 work before this access has happened
+        if self._hc.pending_el2:
+            host.flush(self.cpu)  # EL2 work before this access has happened
         if host.listeners:  # the checker compares the hardware around guest accesses
             host.emit("guest_access_begin", cpu=self.cpu, vcpu=self.vcpu.name, reg=reg.name,
                       write=write)
@@ -182,7 +185,7 @@ class GuestCpu:
         if write and name in _IRQ_REGS:
             # A direct write may have changed the interrupt condition (PMINTENSET, PMCR.E).
             pmu = self.vcpu.pmu
-            if pmu is not None and pmu.backend is Backend.PARTITIONED:
+            if pmu is not None and pmu.backend is _PARTITIONED:
                 pmu.sync_irq()
             self._deliver()
         return acc

@@ -19,13 +19,11 @@ from typing import Protocol
 
 from pmupart.arch.events import Event, event_name
 from pmupart.arch.pe import Access
+from pmupart.arch.sysreg import EVCNTR_NAMES, EVTYPER_NAMES
 from pmupart.sim.spec import PerfMode, PerfSession
 
 _CYCLES = int(Event.CPU_CYCLES)
 _C = 31
-#: register names by counter index (the driver's hot path formats none)
-_EVTYPER = tuple(f"PMEVTYPER{i}_EL0" for i in range(31))
-_CNTR = (*(f"PMEVCNTR{i}_EL0" for i in range(31)), "PMCCNTR_EL0")
 
 
 class RegisterApi(Protocol):  # the guest CPU surface the driver needs
@@ -223,13 +221,13 @@ class GuestPmuDriver:
         if idx == _C:
             cpu.write("PMCCFILTR_EL0", filt)
         else:
-            cpu.write(_EVTYPER[idx], filt | self.events[i])
+            cpu.write(EVTYPER_NAMES[idx], filt | self.events[i])
         self._set_period(cpu, i, idx)
         cpu.write("PMINTENSET_EL1", 1 << idx)
         cpu.write("PMCNTENSET_EL0", 1 << idx)
 
     def _counter_reg(self, idx: int) -> str:
-        return _CNTR[idx]  # PMCCNTR_EL0 for 31
+        return EVCNTR_NAMES[idx]  # PMCCNTR_EL0 for 31
 
     def _width(self, idx: int) -> int:
         return (1 << 64) - 1 if (idx == _C or self.wide) else (1 << 32) - 1

@@ -271,3 +271,22 @@ def test_release_does_not_reschedule_the_context() -> None:
     assert h.cpus[0].el2_cycles_by_reason["perf_sched"] - sched0 == h.costs.perf_sched_event
     work(m, 5)  # the mux timer (4 ms) rotates: the waiting event gets a counter
     assert waiting[0].state is EventState.ACTIVE
+
+
+def test_a_disabled_event_joining_a_busy_context_is_not_scheduled() -> None:
+    """``perf_install_in_context``: a disabled event joining a context that already has
+    events is only added to it (no ``ctx_resched``: nothing else is scheduled out and in,
+    no ``perf_sched`` charge); an enabled one reschedules the context."""
+    m = mach()
+    h = m.host
+    hc = h.cpus[0]
+    first = open_(m, INST)
+    idx, sched0 = first.hw_idx, hc.el2_cycles_by_reason["perf_sched"]
+    off = open_(m, MEM, disabled=True)
+    assert off.state is EventState.OFF and off.hw_idx is None
+    assert first.hw_idx == idx and hc.el2_cycles_by_reason["perf_sched"] == sched0
+    on = open_(m, BR)  # enabled: ctx_resched takes `first` out and in again
+    assert on.state is EventState.ACTIVE
+    assert hc.el2_cycles_by_reason["perf_sched"] - sched0 == 3 * h.costs.perf_sched_event
+    h.perf_event_enable(off, charge_cpu=0)
+    assert off.state is EventState.ACTIVE

@@ -227,6 +227,9 @@ class HostKernel:
             ev._tstamp = self.cpus[cpu].now_ns
         elif task is not None and task.cpu is not None:
             ev._tstamp = self.cpus[task.cpu].now_ns
+        # ctx->nr_events before this one joins (the task's context, or the CPU's)
+        had_events = group_leader is not None or bool(
+            task.events if task is not None else self.cpus[cpu].ctx.cpu_events)
         if group_leader is not None:
             group_leader.siblings.append(ev)
         elif task is not None:
@@ -240,7 +243,13 @@ class HostKernel:
                                                            if task else None)
         if where is not None:
             self.charge(where, self.costs.perf_event_create, "perf_event_create")
-        # Schedule it in where it can run now.
+        # perf_install_in_context: a disabled event joining a context that already has events
+        # is only added to it (no IPI, no ctx_resched: "the IOC_ENABLE that is sure to follow
+        # will reprogram the hardware"; kernel/events/core.c since v5.5, "perf: Optimize
+        # perf_install_in_event()"); otherwise __perf_install_in_context schedules it in
+        # where it can run now (ctx_resched).
+        if ev.state is EventState.OFF and had_events:
+            return ev
         for c in self._cpus_for(ev):
             self.resched(c)
         return ev

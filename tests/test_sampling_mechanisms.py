@@ -57,9 +57,12 @@ def test_context_switch_takes_every_event_off_and_back_between_pmu_disables() ->
     d, cpu = _driver(ctx_switch_hz=100.0)
     d.context_switch(cpu)
     writes = [n for rw, n in cpu.log if rw == "W"]
-    # out: PMCR stop, per event CNTENCLR/INTENCLR/OVSCLR (armv8pmu_disable_event), PMCR start;
+    # out: PMCR stop, per event CNTENCLR/INTENCLR/OVSCLR (armv8pmu_disable_event), and no
+    # PMCR start: with every event out, armpmu_enable leaves the PMU stopped;
     # in: PMCR stop, per event type/counter/INTENSET/CNTENSET, PMCR start
-    assert writes.count("PMCR_EL0") == 4
+    assert writes.count("PMCR_EL0") == 3
+    out = writes[:writes.index("PMCNTENSET_EL0")]
+    assert out.count("PMCR_EL0") == 2  # the switch-out's stop and the switch-in's stop
     assert writes.count("PMCNTENCLR_EL0") == writes.count("PMOVSCLR_EL0") == 3
     assert writes.count("PMCNTENSET_EL0") == 3
     assert d.counter == {0: 31, 1: 0, 2: 1}  # the same counters as before
@@ -187,3 +190,22 @@ def test_a_scenario_runs_a_per_task_guest_session_with_task_switches() -> None:
     with pytest.raises(ScenarioError, match="task"):
         load_scenario_text(TOML.replace('task = true', 'task = false') +
                            '\n[[host.perf]]\nevents = ["CPU_CYCLES"]\ntask = true\n', "t.toml")
+
+
+def test_rotation_runs_between_pmu_disable_and_enable() -> None:
+    """``perf_rotate_context`` brackets the flexible events' out and in with
+    ``perf_pmu_disable``/``perf_pmu_enable`` (PMCR_EL0.E = 0, then 1), and each event leaves
+    its counter through ``armpmu_stop`` (PMCNTENCLR, PMINTENCLR and PMOVSCLR)."""
+    d = GuestPmuDriver(PerfSession((0x11, 0x08, 0x04, 0x03)))
+    cpu = FakeCpu()
+    d.started = True
+    d.num_counters = 2  # 3 of the 4 events fit (two counters + the cycle counter)
+    d._schedule(cpu)
+    cpu.log.clear()
+    d.tick(cpu, 4_000_000)
+    writes = [n for rw, n in cpu.log if rw == "W"]
+    assert d.rotations == 1
+    assert writes[0] == "PMCR_EL0" and writes[-1] == "PMCR_EL0"
+    assert writes.count("PMCR_EL0") == 2
+    for reg in ("PMCNTENCLR_EL0", "PMINTENCLR_EL1", "PMOVSCLR_EL0"):
+        assert writes.count(reg) == 3, reg

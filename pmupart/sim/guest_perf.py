@@ -269,10 +269,9 @@ class GuestPmuDriver:
         return delta
 
     def _unprogram(self, cpu: RegisterApi, i: int) -> None:
-        idx = self.counter.pop(i)
-        cpu.write("PMCNTENCLR_EL0", 1 << idx)
-        cpu.write("PMINTENCLR_EL1", 1 << idx)
-        self._update(cpu, i, idx)
+        """``armpmu_del``: the event leaves its counter through ``armpmu_stop`` (as
+        :meth:`_stop`: PMCNTENCLR, PMINTENCLR, PMOVSCLR, then the count updated)."""
+        self._stop(cpu, i, self.counter.pop(i))
 
     def _stop(self, cpu: RegisterApi, i: int, idx: int) -> int:
         """``armpmu_stop``: ``armv8pmu_disable_event`` (PMCNTENCLR, then PMINTENCLR and
@@ -288,7 +287,11 @@ class GuestPmuDriver:
         cpu.write("PMCR_EL0", pmcr & ~(1 | (0x1F << 11)))
 
     def _pmu_enable(self, cpu: RegisterApi) -> None:
-        """``armv8pmu_start`` (``perf_pmu_enable``): PMCR_EL0.E = 1."""
+        """``armv8pmu_start`` (``perf_pmu_enable`` -> ``armpmu_enable`` while a counter is in
+        use): EL0 access turned off first (``armv8pmu_disable_user_access`` ->
+        ``update_pmuserenr(0)``: with ``perf_user_access`` = 0, the default, and no vCPU of
+        its own running, ``kvm_set_pmuserenr`` declines and the guest writes PMUSERENR_EL0),
+        then PMCR_EL0.E = 1 (drivers/perf/arm_pmuv3.c)."""
         pmcr = cpu.read("PMCR_EL0").value or 0
         cpu.write("PMCR_EL0", (pmcr | 1) & ~(0x1F << 11))
 
@@ -317,7 +320,8 @@ class GuestPmuDriver:
             for i, idx in list(self.counter.items()):
                 self._stop(cpu, i, idx)
                 del self.counter[i]
-            self._pmu_enable(cpu)
+            # perf_ctx_enable -> armpmu_enable starts the PMU only while a counter is in use
+            # (drivers/perf/arm_pmu.c): with every event out, PMCR_EL0.E stays 0
         self._kernel_work(cpu, "ctx_switch_kernel", 2 * self.costs.context_switch)
         self._pmu_disable(cpu)
         self._schedule(cpu)
@@ -388,10 +392,14 @@ class GuestPmuDriver:
                 self._program(cpu, i, idx)
             self._pmu_enable(cpu)
         if len(self.order) > len(self.counter):
+            # perf_rotate_context: the flexible events out, rotated, in, between
+            # perf_pmu_disable and perf_pmu_enable (kernel/events/core.c)
+            self._pmu_disable(cpu)
             for i in list(self.counter):
                 self._unprogram(cpu, i)
             self.order = self.order[1:] + self.order[:1]
             self._schedule(cpu)
+            self._pmu_enable(cpu)
             self.rotations += 1
 
     def _adjust_period(self, i: int, nsec: int, count: int) -> None:

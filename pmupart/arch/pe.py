@@ -187,6 +187,7 @@ class _Plan:
 
 
 
+_EVEN_BITS = sum(1 << i for i in range(0, 32, 2))  #: counters 0, 2, 4, ... 30
 #: The plan of an EL where nothing counts (``PE._quiet``), shared: plans are never modified.
 _QUIET_PLAN = _Plan()
 
@@ -573,20 +574,21 @@ class PE:
         hpmd = el == 2 and self._p1 and bool(mdcr & _MDCR_HPMD) \
             and not (self.policies.external_debug_enabled and not self.debugv8p2)
         by_event: dict[int, list[int]] = {}
-        chain_ignores_filter = self.policies.chain_filter is ChainFilter.IGNORED
         evmask = 0xFFFF if self._p1 else 0x3FF
-        for i in range(self.num_counters):
-            r1 = i < hpmn
-            if not ((e1 if r1 else e2) and (cnten >> i) & 1):
-                continue
-            if r1 and hpmd:
-                continue
-            t = self._evtyper[i]
-            ev = t & evmask
-            # The PE may ignore the filter of a counter counting CHAIN (spec §6, ARM §D14.3):
-            # policy chain_filter.
-            if self._filtered(t, el) and not (ev == _EV_CHAIN and chain_ignores_filter):
-                continue
+        n = self.num_counters
+        r1_bits = (1 << hpmn) - 1
+        r2_bits = ((1 << n) - 1) & ~r1_bits
+        # A counter counts if its range is enabled (PMCR.E / MDCR_EL2.HPME), its PMCNTEN bit
+        # is set, HPMD does not prohibit it (first range) and its filter lets it count here
+        # (_pass: P/U/NSH, spec §5.6; the PE may ignore the filter of a counter counting CHAIN,
+        # spec §6, ARM §D14.3: policy chain_filter, kept in _pass too).
+        live = cnten & ((r1_bits if e1 and not hpmd else 0) | (r2_bits if e2 else 0)) \
+            & self._pass[el]
+        while live:
+            low = live & -live
+            live ^= low
+            i = low.bit_length() - 1
+            ev = self._evtyper[i] & evmask
             if ev not in self.events:
                 # An event the PE does not implement counts nothing, CHAIN included (spec
                 # pmuv3-semantics §6; ARM §D24.5.12; kernel-code-deltas §5.1).
@@ -606,22 +608,15 @@ class PE:
         # Overflow width per counter: LP for the first range, HLP for the second (spec §6;
         # ARM §J1.1.1.47).
         if self._p5:
-            lp1 = bool(pmcr & _PMCR_LP)
-            lp2 = bool(mdcr & _MDCR_HLP)
-            for i in range(self.num_counters):
-                if (lp1 if i < hpmn else lp2):
-                    p.lp_mask |= 1 << i
-        # CHAIN from even counter i to i+1 (spec §6; ARM §J1.1.1.47, §D14.3): only with i+1 < N;
-        # straddling HPMN is CONSTRAINED UNPREDICTABLE (policy chain_straddle).
-        for i in range(0, self.num_counters - 1, 2):
-            if (p.chain_odd >> (i + 1)) & 1:
-                if (i + 1 == hpmn) and self.policies.chain_straddle is ChainStraddle.NO_COUNT:
-                    continue
-                p.chain_ok |= 1 << i
+            p.lp_mask = (r1_bits if pmcr & _PMCR_LP else 0) | (r2_bits if mdcr & _MDCR_HLP else 0)
+        # CHAIN from even counter i to i+1 (spec §6; ARM §J1.1.1.47, §D14.3): only with i+1 < N
+        # (chain_odd holds counters below N only); straddling HPMN is CONSTRAINED UNPREDICTABLE
+        # (policy chain_straddle).
+        p.chain_ok = (p.chain_odd >> 1) & _EVEN_BITS
+        if hpmn & 1 and self.policies.chain_straddle is ChainStraddle.NO_COUNT:
+            p.chain_ok &= ~(1 << (hpmn - 1))
         # Freeze on overflow (PMUv3p7; spec §5.4, ARM §J1.3.1.118): which PMOVS bits freeze
         # which counters.  The cycle counter's flag never freezes anything.
-        r1_bits = (1 << hpmn) - 1
-        r2_bits = ((1 << self.num_counters) - 1) & ~r1_bits
         if self._p7 and (pmcr & _PMCR_FZO):
             p.fz_r1 = r1_bits | (F0_BIT if self.icntr else 0)
             p.r1_frz = r1_bits
@@ -683,16 +678,7 @@ class PE:
         if plan is None:
             plan = self._plans[self._el] = self._build_plan(self._el)
         if plan is _QUIET_PLAN:  # nothing counts here: only check the block
-            for ev, n in events.items():
-                if type(ev) is not int:
-                    num = _EVENT_BY_NAME.get(ev)  # type: ignore[arg-type]
-                    ev = num if num is not None else event_number(ev)
-                if type(n) is not int or n <= 0:
-                    if isinstance(n, int) and not isinstance(n, bool) and n == 0:
-                        continue
-                    self._bad_count(ev, n)
-                if ev in GENERATED_EVENTS:
-                    self._bad_generated(ev)
+            self._check_block(events)
             return
         ovs_before = ovs = self._ovs
         frozen = 0
@@ -755,6 +741,19 @@ class PE:
             self._ovs = ovs
             if self.overflow_listener is not None:
                 self.overflow_listener(ovs & ~ovs_before)
+
+    def _check_block(self, events: Mapping[str | int, int]) -> None:
+        """What :meth:`count` refuses, in its order, for a block nothing counts."""
+        for ev, n in events.items():
+            if type(ev) is not int:
+                num = _EVENT_BY_NAME.get(ev)  # type: ignore[arg-type]
+                ev = num if num is not None else event_number(ev)
+            if type(n) is not int or n <= 0:
+                if isinstance(n, int) and not isinstance(n, bool) and n == 0:
+                    continue
+                self._bad_count(ev, n)
+            if ev in GENERATED_EVENTS:
+                self._bad_generated(ev)
 
     def _bad_count(self, ev: int, n: object) -> None:
         if isinstance(n, bool) or not isinstance(n, int):
@@ -889,6 +888,12 @@ class PE:
     def count_at(self, el: int, events: Mapping[str | int, int]) -> None:
         """:meth:`count` at ``el`` (0..2), then back to the current EL: the host kernel
         retiring its own EL2 work without a context manager per block."""
+        plan = self._plans[el]  # plans are built for an EL, whatever the current one
+        if plan is None:
+            plan = self._plans[el] = self._build_plan(el)
+        if plan is _QUIET_PLAN:  # as count() does there, without switching EL
+            self._check_block(events)
+            return
         old = self._el
         self._el = el
         try:

@@ -99,3 +99,24 @@ def test_quiet_el_still_rejects_bad_blocks() -> None:
     with pytest.raises(ValueError):
         pe.count({"NO_SUCH_EVENT": 1})
     assert pe.snapshot() == _pe("V3P5").snapshot()
+
+
+def test_access_at_an_el_sets_it_as_pe_el_does() -> None:
+    """``access(reg, write, value, el)`` is ``pe.el = el`` then the access: the EL stays, and
+    the setter's refusals hold (EL2 without EL2, a non-int EL)."""
+    from pmupart.arch.sysreg import BY_NAME
+
+    pe = _pe("V3P5")
+    with pe.at_el(2):
+        pe.write("PMUSERENR_EL0", 0)
+    reg = BY_NAME["PMCR_EL0"]
+    assert pe.access(reg, False, 0, 0).outcome.name == "TRAP_EL1" and pe.el == 0
+    assert pe.access(reg, False, 0, 1).ok and pe.el == 1
+    assert pe.access(reg, False, 0, 2).ok and pe.el == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        no_el2 = PE(4, "V3P5", el2=False)
+    with pytest.raises(ValueError, match="EL3 is not implemented, nor EL2"):
+        no_el2.access(reg, False, 0, 2)
+    with pytest.raises(TypeError):
+        pe.access(reg, False, 0, True)

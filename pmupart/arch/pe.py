@@ -278,6 +278,7 @@ class PE:
             if flag:
                 feats.add(feat)
         self.features: frozenset[str] = frozenset(feats)
+        self._evtyper_wmask = _feature_mask("PMEVTYPER0_EL0", self.features)
         self.has_el2 = el2
         self.fgt, self.fgt2, self.hpmn0, self.icntr, self.aarch32 = fgt, fgt2, hpmn0, icntr, aarch32
         self._p1 = self.pmuver >= PMUVer.V3P1
@@ -1121,9 +1122,16 @@ class PE:
             return 2
         return 0
 
-    def _access(self, reg: RegDef, write: bool, value: int = 0) -> Access:
+    def _access(self, reg: RegDef, write: bool, value: int = 0, el: int | None = None
+                ) -> Access:
         """MRS/MSR of an already looked-up register with an already checked value (the
-        vCPU's accessor, which does both once for its own trap handling)."""
+        vCPU's accessor, which does both once for its own trap handling); ``el``: first make
+        that the current EL (``pe.el = el``: the vCPU's accesses run at its guest EL)."""
+        if el is not None:
+            if el.__class__ is int and 0 <= el <= 1:
+                self._el = el
+            else:
+                self.el = el  # EL2, or the setter's refusal
         if reg.counter == "sel":
             fault, flags = self._check_regs(reg, write)
         else:  # _check's cache, inline on the hot path
@@ -1212,8 +1220,7 @@ class PE:
     def _write_evtyper(self, i: int, value: int) -> None:
         # Fields of absent features are RES0 (NSK/NSU/M need EL3; evtCount[15:10] PMUv3p1).
         # An unsupported evtCount reads back as written (policy unknown_readback, ARM §D24.5.12).
-        mask = _feature_mask("PMEVTYPER0_EL0", self.features)
-        v = value & mask
+        v = value & self._evtyper_wmask
         # Only pre-PMUv3p8 and outside 0x0000-0x003F / 0x4000-0x403F is the read-back of an
         # unsupported evtCount UNKNOWN; elsewhere it returns what was written (spec §4;
         # ARM §D24.5.12).
@@ -1224,7 +1231,7 @@ class PE:
         if self._evtyper[i] != v:
             self._evtyper[i] = v
             self._set_pass(i, v)
-            self._invalidate()
+            self._plans = [None, None, None]  # _invalidate
 
     def _set_pass(self, i: int, t: int) -> None:
         """Keep ``_pass[el]`` bit ``i`` set iff counter ``i``'s filter lets it count at ``el``

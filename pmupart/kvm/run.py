@@ -174,9 +174,7 @@ class GuestCpu:
         if name in _ID_REGS:
             acc = self._id_reg(reg, write)  # KVM's answer or UNDEF, never a further trap
         else:
-            pe = self._pe
-            pe.el = self._el
-            acc = pe.access(reg, write, value)
+            acc = self._pe.access(reg, write, value, self._el)
             if acc.outcome is _TRAP_EL2:
                 acc = self._trapped(reg, write, value)
         if host.listeners:
@@ -199,8 +197,7 @@ class GuestCpu:
         pe = self._pe
         for attempt in range(3):
             if attempt:
-                pe.el = self._el
-                acc = pe.access(reg, write, value)
+                acc = pe.access(reg, write, value, self._el)
                 if acc.outcome is not _TRAP_EL2:
                     return acc
             t0 = hc.now_ns

@@ -24,6 +24,7 @@ from pmupart.sim.spec import PerfMode, PerfSession
 
 _CYCLES = int(Event.CPU_CYCLES)
 _C = 31
+_M32, _M64 = (1 << 32) - 1, (1 << 64) - 1
 
 
 class RegisterApi(Protocol):  # the guest CPU surface the driver needs
@@ -146,13 +147,11 @@ class GuestPmuDriver:
         """The guest tick matters when events rotate, the session samples (periods adapt to
         a frequency; overflows are counted per tick for throttling, and a throttled event
         restarts at the tick) or the task is switched out and in."""
-        return len(self.order) > self._slots() or self.session.mode is PerfMode.RECORD \
-            or self.switches_per_tick > 0
-
-    def _slots(self) -> int:
-        if not self.started:
-            return 1 << 30
-        return self.num_counters + (1 if _CYCLES in self.events else 0)
+        if self.session.mode is PerfMode.RECORD or self.switches_per_tick > 0:
+            return True
+        # more events than counters (general ones, and the cycle counter for CPU_CYCLES)
+        return self.started and \
+            len(self.order) > self.num_counters + (1 if _CYCLES in self.events else 0)
 
     def start(self, cpu: RegisterApi) -> None:
         """``armv8pmu_reset`` + probe + the first schedule."""
@@ -199,17 +198,17 @@ class GuestPmuDriver:
     def _schedule(self, cpu: RegisterApi) -> None:
         """Give counters to events in rotation order; stop at the first that does not fit
         (``merge_sched_in``)."""
-        used: set[int] = set()
+        cycle_free = True
+        nxt = 0  # general counters go from 0 up: the lowest free one is the next
         for i in self.order:
-            ev = self.events[i]
-            idx: int | None = None
-            if ev == _CYCLES and _C not in used:
+            if cycle_free and self.events[i] == _CYCLES:
                 idx = _C
+                cycle_free = False
+            elif nxt < self.num_counters:
+                idx = nxt
+                nxt += 1
             else:
-                idx = next((c for c in range(self.num_counters) if c not in used), None)
-            if idx is None:
                 break
-            used.add(idx)
             self.counter[i] = idx
             if i in self.throttled:  # event_sched_in unthrottles: it may have missed its tick
                 self.throttled.discard(i)
@@ -226,20 +225,15 @@ class GuestPmuDriver:
         cpu.write("PMINTENSET_EL1", 1 << idx)
         cpu.write("PMCNTENSET_EL0", 1 << idx)
 
-    def _counter_reg(self, idx: int) -> str:
-        return EVCNTR_NAMES[idx]  # PMCCNTR_EL0 for 31
-
-    def _width(self, idx: int) -> int:
-        return (1 << 64) - 1 if (idx == _C or self.wide) else (1 << 32) - 1
-
     def _set_period(self, cpu: RegisterApi, i: int, idx: int) -> bool:
         """``armpmu_event_set_period``; True when a whole period had elapsed (a sample is
         due).  A counting event restarts from half the counter range; a sampling event
         goes on from ``period_left`` (what it had left when stopped), or starts a new
         period when that is used up, limited to half the counter range."""
         elapsed = True
+        half = (_M64 if self.wide else _M32) >> 1  # half of max_period
         if self.session.mode is PerfMode.STAT:
-            left = min(self.period[i], self.max_period >> 1)
+            left = min(self.period[i], half)
         else:
             left, p = self.left[i], self.period[i]
             elapsed = left <= 0
@@ -247,21 +241,24 @@ class GuestPmuDriver:
                 left = p
             elif left <= 0:
                 left += p
-            left = min(left, self.max_period >> 1)
+            left = min(left, half)
             self.left[i] = left
-        v = (-left) & self._width(idx)
+        # the counter's width: 64 bits for the cycle counter and for 64-bit event counters
+        v = (-left) & (_M64 if (idx == _C or self.wide) else _M32)
         if idx == _C and not self.wide:
             v |= 0xFFFFFFFF << 32  # bias the 64-bit cycle counter to overflow like 32 bits
-        cpu.write(self._counter_reg(idx), v)
+        cpu.write(EVCNTR_NAMES[idx], v)  # PMCCNTR_EL0 for 31
         self.prev[i] = v
         return elapsed
 
     def _update(self, cpu: RegisterApi, i: int, idx: int) -> int:
-        acc = cpu.read(self._counter_reg(idx))
+        acc = cpu.read(EVCNTR_NAMES[idx])  # PMCCNTR_EL0 for 31
         if not acc.ok:
             return 0
         new = acc.value or 0
-        mask = self._width(idx) if self.wide or idx != _C else (1 << 32) - 1
+        # deltas at the width the driver programs: 32 bits unless its counters are 64-bit
+        # (the 64-bit cycle counter is biased to overflow like a 32-bit one)
+        mask = _M64 if self.wide else _M32
         delta = (new - self.prev[i]) & mask
         self.prev[i] = new
         self.counts[i] += delta

@@ -679,7 +679,7 @@ class PE:
         if plan is None:
             plan = self._plans[self._el] = self._build_plan(self._el)
         if plan is _QUIET_PLAN:  # nothing counts here: only check the block
-            self._check_block(events)
+            self.count_at(self._el, events)
             return
         ovs_before = ovs = self._ovs
         frozen = 0
@@ -742,19 +742,6 @@ class PE:
             self._ovs = ovs
             if self.overflow_listener is not None:
                 self.overflow_listener(ovs & ~ovs_before)
-
-    def _check_block(self, events: Mapping[str | int, int]) -> None:
-        """What :meth:`count` refuses, in its order, for a block nothing counts."""
-        for ev, n in events.items():
-            if type(ev) is not int:
-                num = _EVENT_BY_NAME.get(ev)  # type: ignore[arg-type]
-                ev = num if num is not None else event_number(ev)
-            if type(n) is not int or n <= 0:
-                if isinstance(n, int) and not isinstance(n, bool) and n == 0:
-                    continue
-                self._bad_count(ev, n)
-            if ev in GENERATED_EVENTS:
-                self._bad_generated(ev)
 
     def _bad_count(self, ev: int, n: object) -> None:
         if isinstance(n, bool) or not isinstance(n, int):
@@ -892,8 +879,17 @@ class PE:
         plan = self._plans[el]  # plans are built for an EL, whatever the current one
         if plan is None:
             plan = self._plans[el] = self._build_plan(el)
-        if plan is _QUIET_PLAN:  # as count() does there, without switching EL
-            self._check_block(events)
+        if plan is _QUIET_PLAN:  # nothing counts there: only what count() refuses, in order
+            for ev, n in events.items():
+                if type(ev) is not int:
+                    num = _EVENT_BY_NAME.get(ev)  # type: ignore[arg-type]
+                    ev = num if num is not None else event_number(ev)
+                if type(n) is not int or n <= 0:
+                    if isinstance(n, int) and not isinstance(n, bool) and n == 0:
+                        continue
+                    self._bad_count(ev, n)
+                if ev in GENERATED_EVENTS:
+                    self._bad_generated(ev)
             return
         old = self._el
         self._el = el

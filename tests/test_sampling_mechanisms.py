@@ -209,3 +209,22 @@ def test_rotation_runs_between_pmu_disable_and_enable() -> None:
     assert writes.count("PMCR_EL0") == 2
     for reg in ("PMCNTENCLR_EL0", "PMINTENCLR_EL1", "PMOVSCLR_EL0"):
         assert writes.count(reg) == 3, reg
+
+
+@pytest.mark.parametrize("backend", ["emulated", "partitioned"])
+def test_each_virtual_pmu_interrupt_costs_an_eoi_maintenance_exit(backend: str) -> None:
+    """The vGIC lists the PMU interrupt (level-triggered, not hardware-mapped) with
+    ICH_LR_EOI (``vgic_v3_populate_lr``): the guest's EOI raises a maintenance interrupt, an
+    exit of its own per injection, on both backends; host interrupt context (not mpstat's
+    %sys).  A userspace irqchip has no vGIC and no such exit."""
+    import dataclasses
+
+    s = scenario("gzip", backend, 0.25)
+    v = run_scenario(s, fast_forward=False).machine.kvm.vms[0].vcpus[0].stats
+    assert v.irqs_injected > 100
+    assert v.exits["vgic_maintenance"] == v.irqs_injected
+    assert "vgic_maintenance" in IRQ_REASONS
+    s2 = dataclasses.replace(s, vms=tuple(dataclasses.replace(vm, irqchip=False)
+                                          for vm in s.vms))
+    v2 = run_scenario(s2, fast_forward=False).machine.kvm.vms[0].vcpus[0].stats
+    assert v2.irqs_injected > 100 and v2.exits["vgic_maintenance"] == 0

@@ -221,7 +221,7 @@ class Measurement:
 
 
 #: EL2 reasons that are host interrupt context (see :attr:`Measurement.irq_el2_ns`)
-IRQ_REASONS = ("pmu_irq", "kvm_irq_exit", "host_timer_irq")
+IRQ_REASONS = ("pmu_irq", "kvm_irq_exit", "host_timer_irq", "vgic_maintenance")
 
 
 def measure(key: str, backend: str, result: RunResult, kernel_fraction: float,

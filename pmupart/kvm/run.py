@@ -184,7 +184,12 @@ class GuestCpu:
             # A direct write may have changed the interrupt condition (PMINTENSET, PMCR.E).
             pmu = self.vcpu.pmu
             if pmu is not None and pmu.backend is _PARTITIONED:
-                pmu.sync_irq()
+                pmu.sync_irq()  # kvm_pmu_update_state: irq_level = overflow_status()
+                if not pmu.irq_level:
+                    # No overflow condition: _deliver's overflow_status() would find none
+                    # either (nothing changed since; a False answer leaves it stable), and
+                    # the level is already low.
+                    return acc
             self._deliver()
         return acc
 

@@ -125,3 +125,35 @@ def test_userspace_irqchip_overflow_exits_to_the_vmm() -> None:
         v.run(sampling_guest(hits), cpu=0)
         assert hits == [1 << 32] * 10, partition
         assert v.stats.exits["userspace_irqchip"] == 10, partition
+
+
+def test_direct_write_delivers_an_overflow_taken_while_irqs_were_masked() -> None:
+    """A guest overflow that arrives while the guest has IRQs masked is pending in the virtual
+    PMOVSSET (kvm_pmu_handle_guest_irq); a later direct (untrapped) write re-evaluates the
+    level (kvm_pmu_update_state) and, IRQs unmasked again, the guest's handler runs then, not
+    at the next overflow (kvm-partitioning §2.9)."""
+    m = mach()
+    seen: list[str] = []
+
+    def handler(g: Any) -> None:
+        seen.append("irq")
+        g.write("PMOVSCLR_EL0", 1)
+
+    def prog(g: Any) -> None:
+        g.on_pmu_irq(handler)
+        g.write("PMEVTYPER0_EL0", INST)
+        g.write("PMEVCNTR0_EL0", M32 + 1 - 100)
+        g.write("PMINTENSET_EL1", 1)
+        g.write("PMCNTENSET_EL0", 1)
+        g.irqs_masked = True
+        g.write("PMCR_EL0", LC | E)
+        g.count({"INST_RETIRED": 150})  # overflows; the interrupt waits for the unmask
+        assert seen == [] and g.vcpu.pmu.ovs & 1  # pending in the virtual PMOVSSET
+        g.irqs_masked = False
+        seen.append("unmasked")
+        g.write("PMCNTENSET_EL0", 1)  # direct on the partitioned vPMU: the level is due
+        seen.append("written")
+
+    v = vcpu(m, partition=True)
+    v.run(prog, cpu=0)
+    assert seen == ["unmasked", "irq", "written"]

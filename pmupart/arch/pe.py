@@ -1160,9 +1160,9 @@ class PE:
 
     def _read_pmcr(self, el: int) -> int:
         # N reads as the effective HPMN at EL0/EL1 with EL2 enabled (spec §3, ARM §D24.5.8).
-        n = self.accessible(el)
+        n = self._hpmn if (el <= 1 and self.has_el2) else self.num_counters  # accessible(el)
         v = self._pmcr | (n << 11)
-        if self.pmuver < PMUVer.V3P7:  # IMP/IDCODE RAZ from PMUv3p7 (spec §3; ARM §D24.5.8)
+        if not self._p7:  # IMP/IDCODE RAZ from PMUv3p7 (spec §3; ARM §D24.5.8)
             v |= (self.implementer & 0xFF) << 24
         return v
 

@@ -120,3 +120,37 @@ def test_access_at_an_el_sets_it_as_pe_el_does() -> None:
         no_el2.access(reg, False, 0, 2)
     with pytest.raises(TypeError):
         pe.access(reg, False, 0, True)
+
+
+@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["V3P5", "V3P9"]), st.integers(0, 6), st.integers(0, 1),
+       st.integers(0, (1 << 33) - 1), st.integers(0, 2))
+def test_write_el2_equals_an_msr_at_el2(version: str, hpmn: int, uen: int, value: int,
+                                        el: int) -> None:
+    """``write_el2`` (its inline SET/CLR writes included) leaves the PE as an MSR executed
+    at EL2 does, whatever the current EL (spec §8.1 step 4: nothing traps at EL2)."""
+    for name in ["PMCNTENSET_EL0", "PMCNTENCLR_EL0", "PMOVSSET_EL0", "PMOVSCLR_EL0",
+                 "PMINTENSET_EL1", "PMINTENCLR_EL1", "PMEVCNTR1_EL0", "PMEVTYPER1_EL0",
+                 "PMCCFILTR_EL0", "PMCR_EL0", "PMSWINC_EL0"]:
+        a, b = _pe(version), _pe(version)
+        for pe in (a, b):
+            with pe.at_el(2):
+                pe.write("MDCR_EL2", hpmn | (1 << 7))
+                pe.write("PMUSERENR_EL0", uen << 4)
+                pe.write("PMCR_EL0", 1)
+                pe.write("PMEVTYPER2_EL0", 0x00)  # SW_INCR, for PMSWINC
+                pe.write("PMCNTENSET_EL0", 0b100 | value)
+            for e in (0, 1, 2):  # plans built, so that a write must drop them
+                pe.el = e
+                pe._plan()
+            pe.el = el
+        with a.at_el(2):
+            assert a.write(name, value).ok
+        b.write_el2(name, value)
+        assert a.snapshot() == b.snapshot(), name
+        assert b.el == el
+        for e in (0, 1, 2):  # the counting plans follow (PMCNTEN writes drop them)
+            a.el = b.el = e
+            pa, pb = a._plan(), b._plan()
+            assert [getattr(pa, f) for f in _Plan.__slots__] == \
+                [getattr(pb, f) for f in _Plan.__slots__], (name, e)

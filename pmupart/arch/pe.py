@@ -257,8 +257,9 @@ class PE:
         self.core = core
         self.policies = policies or Policies()
         #: write_el2's outcome per register name: (register, its writer if the write is
-        #: plain, else None)
-        self._el2_write_ok: dict[str, tuple[RegDef, Callable[[PE, int], None] | None]] = {}
+        #: plain, else None; its bitmap if it is a plain SET/CLR register, see _BITMAPS)
+        self._el2_write_ok: dict[str, tuple[RegDef, Callable[[PE, int], None] | None,
+                                            tuple[str, bool, bool] | None]] = {}
         #: read_el2's reader per register name, for registers whose EL2 read is plain
         self._el2_read_fn: dict[str, Callable[[PE, int], int]] = {}
         self._plan_memo: dict[tuple[object, ...], _Plan] = {}
@@ -955,11 +956,26 @@ class PE:
                 fault, flags = self._check(reg, True)
             finally:
                 self._el = old
+            plain = fault is None and not flags
             ok = self._el2_write_ok[name] = (
-                reg, _WRITE_FN[reg.name] if fault is None and not flags else None)
-        reg, fn = ok
+                reg, _WRITE_FN[reg.name] if plain else None,
+                _BITMAPS.get(reg.name) if plain else None)
+        reg, fn, bm = ok
         if value.__class__ is not int or not 0 <= value <= M64:
             check_value(reg, value)
+        if bm is not None:  # a SET/CLR register (_w_bitmap at EL2, inline: the host's most
+            attr, set_, plans = bm  # frequent EL2 write)
+            m = self._wmasks[2]
+            if m is None:
+                m = self._wmask_at(2)
+            m &= value
+            cur = getattr(self, attr)
+            new = (cur | m) if set_ else (cur & ~m)
+            if new != cur:
+                setattr(self, attr, new)
+                if plans:
+                    self._plans = [None, None, None]  # _invalidate
+            return
         old = self._el
         self._el = 2
         try:
@@ -1407,6 +1423,12 @@ def _w_bitmap(attr: str, set_: bool, plans: bool = False) -> Callable[[PE, int],
     return wr
 
 
+#: The SET/CLR registers: (bitmap attribute, set, the counting plans read it).
+_BITMAPS: dict[str, tuple[str, bool, bool]] = {
+    "PMCNTENSET_EL0": ("_cnten", True, True), "PMCNTENCLR_EL0": ("_cnten", False, True),
+    "PMOVSSET_EL0": ("_ovs", True, False), "PMOVSCLR_EL0": ("_ovs", False, False),
+    "PMINTENSET_EL1": ("_inten", True, False), "PMINTENCLR_EL1": ("_inten", False, False),
+}
 _rd_ccf, _wr_ccf = _simple("_ccfiltr", "PMCCFILTR_EL0", invalidate=True)
 _rd_icf, _wr_icf_fields = _simple("_icfiltr", "PMICFILTR_EL0", invalidate=True)
 _ICF_EVTCOUNT = 0x0008
@@ -1457,12 +1479,7 @@ _READERS: dict[str, Callable[[PE, int], int]] = {
 
 _WRITERS: dict[str, Callable[[PE, int], None]] = {
     "PMCR_EL0": PE._write_pmcr,
-    "PMCNTENSET_EL0": _w_bitmap("_cnten", True, plans=True),
-    "PMCNTENCLR_EL0": _w_bitmap("_cnten", False, plans=True),
-    "PMOVSSET_EL0": _w_bitmap("_ovs", True),
-    "PMOVSCLR_EL0": _w_bitmap("_ovs", False),
-    "PMINTENSET_EL1": _w_bitmap("_inten", True),
-    "PMINTENCLR_EL1": _w_bitmap("_inten", False),
+    **{name: _w_bitmap(*bm) for name, bm in _BITMAPS.items()},
     "PMSWINC_EL0": PE._write_swinc,
     "PMSELR_EL0": _wr_sel,
     "PMCCNTR_EL0": _w_ccntr,

@@ -668,6 +668,22 @@ class PE:
     def _invalidate(self) -> None:
         self._plans = [None, None, None]
 
+    def _cnten_changed(self, changed: int) -> None:
+        """PMCNTEN bits ``changed``: drop the plans that read them.  A plan reads PMCNTEN
+        only through the counters whose filter passes at its EL (``_pass``; _compute_plan's
+        ``live``) and the C and F0 bits, so the others stay (a guest's counters, which KVM
+        keeps from counting at EL2, leave the host's EL2 plan alone)."""
+        if changed & (C_BIT | F0_BIT):
+            self._plans = [None, None, None]
+            return
+        plans, ps = self._plans, self._pass
+        if changed & ps[0]:
+            plans[0] = None
+        if changed & ps[1]:
+            plans[1] = None
+        if changed & ps[2]:
+            plans[2] = None
+
     # ------------------------------------------------------------------ counting
     def count(self, events: Mapping[str | int, int]) -> None:
         """Retire one block of work at the current EL: ``{event: how many}``.
@@ -974,7 +990,7 @@ class PE:
             if new != cur:
                 setattr(self, attr, new)
                 if plans:
-                    self._plans = [None, None, None]  # _invalidate
+                    self._cnten_changed(cur ^ new)
             return
         old = self._el
         self._el = 2
@@ -1243,7 +1259,8 @@ class PE:
         if self._evtyper[i] != v:
             self._evtyper[i] = v
             self._set_pass(i, v)
-            self._plans = [None, None, None]  # _invalidate
+            if (self._cnten >> i) & 1:  # a disabled counter's type is in no plan
+                self._plans = [None, None, None]  # _invalidate
 
     def _set_pass(self, i: int, t: int) -> None:
         """Keep ``_pass[el]`` bit ``i`` set iff counter ``i``'s filter lets it count at ``el``
@@ -1419,7 +1436,7 @@ def _w_bitmap(attr: str, set_: bool, plans: bool = False) -> Callable[[PE, int],
         if new != old:
             setattr(pe, attr, new)
             if plans:
-                pe._plans = [None, None, None]  # _invalidate
+                pe._cnten_changed(old ^ new)
     return wr
 
 

@@ -34,7 +34,7 @@ def experiment() -> None:
                    "today; kept so a random workload can be added).")
 @click.option("--full", is_flag=True,
               help="The published durations: 4 s of gzip, 60 s of SPECint, 30 s of stress-ng "
-                   "(overrides --scale; about 15 s, the engine skipping steady windows).")
+                   "(overrides --scale; about 10 s, the engine skipping steady windows).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Runs at once, in worker processes (same results).")
 @click.option("--markdown", is_flag=True, help="Print the comparison as a Markdown table.")

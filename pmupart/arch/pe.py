@@ -985,18 +985,12 @@ class PE:
         reg, fn, bm = ok
         if value.__class__ is not int or not 0 <= value <= M64:
             check_value(reg, value)
-        if bm is not None:  # a SET/CLR register (_w_bitmap at EL2, inline: the host's most
-            attr, set_, plans = bm  # frequent EL2 write)
+        if bm is not None:  # a SET/CLR register: _w_bitmap's update with EL2's write mask,
+            attr, set_, plans = bm  # no EL switch (the host's most frequent EL2 write)
             m = self._wmasks[2]
             if m is None:
                 m = self._wmask_at(2)
-            m &= value
-            cur = getattr(self, attr)
-            new = (cur | m) if set_ else (cur & ~m)
-            if new != cur:
-                setattr(self, attr, new)
-                if plans:
-                    self._cnten_changed(cur ^ new)
+            _bitmap_update(self, attr, set_, plans, m & value)
             return
         old = self._el
         self._el = 2
@@ -1436,14 +1430,19 @@ def _w_bitmap(attr: str, set_: bool, plans: bool = False) -> Callable[[PE, int],
         m = pe._wmasks[el]
         if m is None:
             m = pe._wmask_at(el)
-        m &= v
-        old = getattr(pe, attr)
-        new = (old | m) if set_ else (old & ~m)
-        if new != old:
-            setattr(pe, attr, new)
-            if plans:
-                pe._cnten_changed(old ^ new)
+        _bitmap_update(pe, attr, set_, plans, m & v)
     return wr
+
+
+def _bitmap_update(pe: PE, attr: str, set_: bool, plans: bool, m: int) -> None:
+    """Set or clear the bits ``m`` (already masked to what the EL may write) of a SET/CLR
+    bitmap register; a PMCNTEN change drops the counting plans that read the changed bits."""
+    old = getattr(pe, attr)
+    new = (old | m) if set_ else (old & ~m)
+    if new != old:
+        setattr(pe, attr, new)
+        if plans:
+            pe._cnten_changed(old ^ new)
 
 
 #: The SET/CLR registers: (bitmap attribute, set, the counting plans read it).

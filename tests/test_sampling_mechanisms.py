@@ -228,3 +228,61 @@ def test_each_virtual_pmu_interrupt_costs_an_eoi_maintenance_exit(backend: str) 
                                           for vm in s.vms))
     v2 = run_scenario(s2, fast_forward=False).machine.kvm.vms[0].vcpus[0].stats
     assert v2.irqs_injected > 100 and v2.exits["vgic_maintenance"] == 0
+
+
+def test_an_overflow_adapts_a_frequency_mode_period_an_eighth_of_the_way() -> None:
+    """``__perf_event_account_interrupt`` -> ``perf_adjust_period``: at each overflow of a
+    frequency-mode event, the period moves an eighth of the way (C's truncating division of
+    the difference, rounded away from zero by 7) to the one that gives ``sample_freq``
+    samples a second at the rate of the last period; not at the first overflow (no earlier
+    one to measure from), nor when the last one is two ticks old or more."""
+    d = GuestPmuDriver(PerfSession((0x11,), mode=PerfMode.RECORD, freq=1000))
+    cpu = FakeCpu()
+    t = [0]
+    cpu.now_ns = lambda: t[0]  # type: ignore[attr-defined]
+    d.started = True
+    d.num_counters = 6
+    d.period[0] = d.last_period[0] = d.left[0] = 1
+    d._schedule(cpu)
+    idx = d.counter[0]
+    d._freq_overflow(cpu, 0, idx)  # the first: only the time stamp
+    assert d.period[0] == 1 and d.freq_time_stamp[0] == 0
+    d.last_period[0] = 1000
+    t[0] = 10_000  # 1000 events in 10 us: 1e8 a second -> 100,000 for 1 kHz
+    d._freq_overflow(cpu, 0, idx)
+    assert d.period[0] == 1 + (100_000 - 1 + 7) // 8
+    p = d.period[0]
+    d.last_period[0] = 10
+    t[0] += 1_000_000  # 10 events in 1 ms: a period of 10 -> down an eighth of the gap
+    d._freq_overflow(cpu, 0, idx)
+    assert d.period[0] == p - ((7 + p - 10) // 8)
+    p = d.period[0]
+    t[0] += 2 * d.tick_nsec  # two ticks since the last overflow: no adaptation
+    d._freq_overflow(cpu, 0, idx)
+    assert d.period[0] == p
+    # more than 8 periods left after an adaptation: stopped, restarted from a new period
+    d.period[0], d.left[0] = 20, 180  # target 1: the period goes to 17, 180 > 8 * 17
+    d.last_period[0] = 1
+    t[0] += 1_000_000
+    cpu.log.clear()
+    d._freq_overflow(cpu, 0, idx)
+    writes = [n for rw, n in cpu.log if rw == "W"]
+    assert "PMCNTENCLR_EL0" in writes and "PMCNTENSET_EL0" in writes
+    assert d.left[0] == d.period[0]
+
+
+@pytest.mark.parametrize("backend", ["emulated", "partitioned"])
+def test_a_pmu_start_turns_el0_access_off_first(backend: str) -> None:
+    """``armv8pmu_start`` writes PMUSERENR_EL0 (``armv8pmu_disable_user_access``) before
+    PMCR_EL0.E: a trap on the emulated vPMU (MDCR_EL2.TPM) at every PMU start, none on the
+    partitioned one (the series leaves PMUSERENR untrapped: v8 08/21)."""
+    d, cpu = _driver()
+    d._pmu_enable(cpu)
+    assert [n for rw, n in cpu.log if rw == "W"] == ["PMUSERENR_EL0", "PMCR_EL0"]
+    v = run_scenario(scenario("gzip", backend, 0.1),
+                     fast_forward=False).machine.kvm.vms[0].vcpus[0].stats
+    starts = v.irqs_injected  # the handler starts the PMU once per interrupt, at least
+    if backend == "emulated":
+        assert v.traps["PMUSERENR_EL0"] >= starts > 100
+    else:
+        assert v.traps["PMUSERENR_EL0"] == 0 and starts > 100

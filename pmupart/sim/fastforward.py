@@ -579,6 +579,9 @@ def _apply(eng: Engine, rq: CpuRq, a: _Snap, b: _Snap, m: int, dnow: int,
                 # the count the next period adaptation measures its rate from moves with
                 # the count (else the first tick after the skip sees m windows' events)
                 d._last_tick_counts[i] += m * (cb.drv["counts"][i] - ca.drv["counts"][i])
+            for i, ts in enumerate(d.freq_time_stamp):  # the last overflow's time moves
+                if ts is not None:                       # with the clock
+                    d.freq_time_stamp[i] = ts + skip
             d.rotations += m * (cb.drv["rotations"] - ca.drv["rotations"])
             d.irqs += m * (cb.drv["irqs"] - ca.drv["irqs"])
             d.ticks += m * (cb.drv["ticks"] - ca.drv["ticks"])

@@ -136,6 +136,11 @@ class GuestPmuDriver:
         self.throttled: set[int] = set()  #: events at MAX_INTERRUPTS (stopped until the tick)
         self.throttles = 0  #: times an event was throttled
         self.left = [0] * n  #: hwc->period_left: events until the next sample (record)
+        self.last_period = [0] * n  #: hwc->last_period: the period of the sample now due
+        #: hwc->freq_time_stamp: when the last overflow adapted the period (None: never; the
+        #: kernel starts it at 0, and a guest's uptime puts its first overflow far past it)
+        self.freq_time_stamp: list[int | None] = [None] * n
+        self.tick_nsec = (10**9 + tick_hz // 2) // tick_hz  #: TICK_NSEC
         self.ticks = 0  #: guest ticks taken (the engine's sampling fast-forward counts them)
 
     # ------------------------------------------------------------------ setup
@@ -168,7 +173,7 @@ class GuestPmuDriver:
                 self.supported[i] = bool(reg.ok and ((reg.value or 0) >> (ev & 0x1F)) & 1)
         self.order = [i for i in self.order if self.supported[i]]
         for i in range(len(self.events)):
-            self.period[i] = self._initial_period(i)
+            self.period[i] = self.last_period[i] = self._initial_period(i)
             self.left[i] = self.period[i]
         # reset: disable everything, clear flags, P|C|LC (+LP for 64-bit counters)
         cpu.write("PMCNTENCLR_EL0", 0xFFFFFFFF)
@@ -183,7 +188,7 @@ class GuestPmuDriver:
         if s.mode is PerfMode.RECORD:
             if s.period:
                 return s.period
-            return max(1, 2_000_000_000 // max(1, s.freq))  # adapted at the first tick
+            return 1  # perf_event_alloc: a frequency-mode event starts at a period of 1
         return (self.max_period >> 1) + 1
 
     # ------------------------------------------------------------------ scheduling
@@ -239,8 +244,10 @@ class GuestPmuDriver:
             elapsed = left <= 0
             if left <= -p:
                 left = p
+                self.last_period[i] = p
             elif left <= 0:
                 left += p
+                self.last_period[i] = p
             left = min(left, half)
             self.left[i] = left
         # the counter's width: 64 bits for the cycle counter and for 64-bit event counters
@@ -288,7 +295,8 @@ class GuestPmuDriver:
         use): EL0 access turned off first (``armv8pmu_disable_user_access`` ->
         ``update_pmuserenr(0)``: with ``perf_user_access`` = 0, the default, and no vCPU of
         its own running, ``kvm_set_pmuserenr`` declines and the guest writes PMUSERENR_EL0),
-        then PMCR_EL0.E = 1 (drivers/perf/arm_pmuv3.c)."""
+        then PMCR_EL0.E = 1 (drivers/perf/arm_pmuv3.c, 5.17+)."""
+        cpu.write("PMUSERENR_EL0", 0)
         pmcr = cpu.read("PMCR_EL0").value or 0
         cpu.write("PMCR_EL0", (pmcr | 1) & ~(0x1F << 11))
 
@@ -384,8 +392,8 @@ class GuestPmuDriver:
                 self._stop(cpu, i, idx)
                 delta = self.counts[i] - self._last_tick_counts[i]
                 self._last_tick_counts[i] = self.counts[i]
-                if delta > 0:
-                    self._adjust_period(i, tick_ns, delta)
+                if delta > 0 and self._adjust_period(i, self.tick_nsec, delta):
+                    self.left[i] = 0  # (stopped already: no stop/start of its own)
                 self._program(cpu, i, idx)
             self._pmu_enable(cpu)
         if len(self.order) > len(self.counter):
@@ -399,22 +407,40 @@ class GuestPmuDriver:
             self._pmu_enable(cpu)
             self.rotations += 1
 
-    def _adjust_period(self, i: int, nsec: int, count: int) -> None:
-        """The frequency-mode period from ``count`` events in ``nsec``: the period that
-        gives ``sample_freq`` samples a second (``perf_calculate_period``; exact here, the
-        kernel drops low bits only past 64-bit products), never below 1; an event with more
-        than 8 new periods left starts a new period at once (both as ``perf_adjust_period``).
+    def _adjust_period(self, i: int, nsec: int, count: int) -> bool:
+        """``perf_adjust_period``: the period that gives ``sample_freq`` samples a second from
+        ``count`` events in ``nsec`` (``perf_calculate_period``; exact here, the kernel drops
+        low bits only past 64-bit products), approached an eighth of the way (a low-pass
+        filter: the difference, rounded away from zero by 7, divided by 8 as C does), never
+        below 1.  True when the event has more than 8 new periods left, which the caller
+        restarts at once (``period_left`` = 0).  Called at each tick with ``TICK_NSEC`` and
+        the tick's events (``perf_adjust_freq_unthr_context``) and at each overflow with the
+        time since the last one and the period just elapsed
+        (``__perf_event_account_interrupt``); kernel/events/core.c."""
+        target = count * 10**9 // (nsec * self.session.freq)
+        delta = target - self.period[i]
+        delta = (delta + 7) // 8 if delta >= 0 else -((7 - delta) // 8)
+        self.period[i] = self.period[i] + delta or 1
+        return self.left[i] > 8 * self.period[i]
 
-        Not modelled: the kernel starts a frequency-mode event at a period of 1
-        (``perf_event_alloc``), adjusts it at every overflow as well
-        (``__perf_event_account_interrupt``) and moves it an eighth of the way to the
-        computed period each time (a low-pass filter); this model starts from a 2 GHz
-        guess and takes the computed period at each tick, which reaches the same period
-        within a tick or two without simulating the ramp from 1.  Taking all three is a
-        recalibration of the sampling experiments (docs/costs.md)."""
-        self.period[i] = max(1, count * 10**9 // (nsec * self.session.freq))
-        if self.left[i] > 8 * self.period[i]:
+    def _freq_overflow(self, cpu: RegisterApi, i: int, idx: int) -> None:
+        """A frequency-mode event's overflow adapts its period
+        (``__perf_event_account_interrupt``): from the time since the last overflow when
+        that is under two ticks, with the period that just elapsed; an event left with more
+        than 8 new periods is stopped, restarted from a new period and started again
+        (``perf_adjust_period`` with ``disable``: ``pmu->stop``, ``pmu->start``)."""
+        now_fn = getattr(cpu, "now_ns", None)
+        if not callable(now_fn):
+            return
+        now = int(now_fn())
+        last = self.freq_time_stamp[i]
+        self.freq_time_stamp[i] = now
+        if last is None or not 0 < now - last < 2 * self.tick_nsec:
+            return
+        if self._adjust_period(i, now - last, self.last_period[i]):
+            self._stop(cpu, i, idx)
             self.left[i] = 0
+            self._program(cpu, i, idx)
 
     def _account_interrupt(self, i: int) -> bool:
         """``__perf_event_account_interrupt`` for a sampling event's overflow: count it in
@@ -447,6 +473,8 @@ class GuestPmuDriver:
                 continue
             self.samples[i] += 1
             throttle = self._account_interrupt(i)
+            if self.session.freq > 0 and not self.session.period:
+                self._freq_overflow(cpu, i, idx)
             self._kernel_work(cpu, "sample", self.costs.sample)
             if throttle:
                 self._stop(cpu, i, idx)

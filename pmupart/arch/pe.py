@@ -868,6 +868,40 @@ class PE:
             return (1 << 64) - self._evcnt[idx]
         return (1 << 32) - (self._evcnt[idx] & M32)
 
+    def overflow_steps(self) -> list[tuple[int, int]]:
+        """For each counter whose overflow raises the interrupt (PMINTENSET & PMCNTENSET) and
+        that counts at the current EL: (its event as PMEVTYPER<n> holds it, ``& 0xFFFF``;
+        CPU_CYCLES for PMCCNTR; increments to its overflow flag), in counter order, PMCCNTR
+        last: :meth:`events_to_overflow` for all of them at once, where an engine cuts a
+        block of work (frozen counters left out: spec §5.4; ARM §J1.3.1.118)."""
+        inten = self._inten & self._cnten
+        if not inten:
+            return []
+        plan = self._plans[self._el]
+        if plan is None:
+            plan = self._plan()
+        out: list[tuple[int, int]] = []
+        gen = inten & plan.counting
+        if gen:
+            ovs = self._ovs
+            if plan.fz_r1 and (ovs & plan.fz_r1):
+                gen &= ~plan.r1_frz
+            if plan.fz_r2 and (ovs & plan.fz_r2):
+                gen &= ~plan.r2_frz
+            wide = plan.lp_mask if self._p5 else 0
+            typer, cnt = self._evtyper, self._evcnt
+            while gen:
+                low = gen & -gen
+                i = low.bit_length() - 1
+                gen ^= low
+                k = (1 << 64) - cnt[i] if wide & low else (1 << 32) - (cnt[i] & M32)
+                out.append((typer[i] & 0xFFFF, k))
+        if inten & C_BIT:
+            kc = self.events_to_overflow(CYCLE_IDX)
+            if kc is not None:
+                out.append((_EV_CPU_CYCLES, kc))
+        return out
+
     # ------------------------------------------------------------------ interrupt
     @property
     def pmuirq(self) -> bool:

@@ -19,7 +19,7 @@ from typing import cast
 
 from pmupart.arch.cores import Core
 from pmupart.arch.events import Event, event_number
-from pmupart.arch.pe import C_BIT, CYCLE_IDX, ICNTR_IDX, PE
+from pmupart.arch.pe import CYCLE_IDX, ICNTR_IDX, PE
 from pmupart.arch.policy import Policies
 from pmupart.errors import PmupartError
 from pmupart.host.arm_pmuv3 import AllocOrder, ArmPmu, Reservation
@@ -742,24 +742,10 @@ def _split_at_overflow(pe: PE, rem: dict[int, int], cycle_limit: int | None
     best_k = 0
     best_n = 0
     best_ev = -1
-    inten = pe.intr_enabled()
-    if inten:
-        for i in range(pe.num_counters):
-            if not (inten >> i) & 1:
-                continue
-            ev = pe.evtyper_raw(i) & 0xFFFF
-            n = rem.get(ev)
-            if not n:
-                continue
-            k = pe.events_to_overflow(i)
-            if k is not None and k <= n and (best_ev < 0 or k * best_n < best_k * n):
-                best_k, best_n, best_ev = k, n, ev
-        if inten & C_BIT:
-            n = rem.get(_CYC)
-            if n:
-                k = pe.events_to_overflow(CYCLE_IDX)
-                if k is not None and k <= n and (best_ev < 0 or k * best_n < best_k * n):
-                    best_k, best_n, best_ev = k, n, _CYC
+    for ev, k in pe.overflow_steps():  # interrupt-enabled counters counting here, in order
+        n = rem.get(ev)
+        if n and k <= n and (best_ev < 0 or k * best_n < best_k * n):
+            best_k, best_n, best_ev = k, n, ev
     if cycle_limit is not None:
         n = rem.get(_CYC, 0)
         if n and cycle_limit < n and (best_ev < 0 or cycle_limit * best_n < best_k * n):

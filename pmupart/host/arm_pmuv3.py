@@ -294,13 +294,11 @@ class ArmPmu:
         return pe.counter_raw(idx)
 
     def _cpu_of(self, ev: PerfEvent) -> int:
-        hw = self.hw.get(ev.hw_cpu)  # where add() put it (checked, as the scan below checks)
-        if hw is not None and ev.hw_idx is not None and hw.events.get(ev.hw_idx) is ev:
-            return ev.hw_cpu
-        for c, hw in self.hw.items():
-            if ev.hw_idx is not None and hw.events.get(ev.hw_idx) is ev:
-                return c
-        raise AssertionError("event is not on a counter")
+        """The CPU whose counter holds ``ev`` (:meth:`add` records it)."""
+        hw = self.hw.get(ev.hw_cpu)
+        if hw is None or ev.hw_idx is None or hw.events.get(ev.hw_idx) is not ev:
+            raise AssertionError("event is not on a counter")
+        return ev.hw_cpu
 
     def _program(self, cpu: int, ev: PerfEvent) -> None:
         """``armv8pmu_enable_event``: type and filter, period, interrupt, enable."""

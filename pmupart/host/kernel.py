@@ -616,10 +616,7 @@ class HostKernel:
         if cycles <= 0:
             return
         hc = self.cpus[cpu]
-        # HostCpu.advance_cycles, inline (the hottest call of a trapping guest)
-        f = hc.core.freq_mhz
-        dt, hc._cyc_rem = divmod(hc._cyc_rem + cycles * 1000, f)
-        hc.now_ns += dt
+        dt = hc.advance_cycles(cycles)
         hc.el2_cycles += cycles
         hc.pending_el2 += cycles
         hc.el2_cycles_by_reason[reason] += cycles

@@ -141,6 +141,9 @@ class GuestPmuDriver:
         #: kernel starts it at 0, and a guest's uptime puts its first overflow far past it)
         self.freq_time_stamp: list[int | None] = [None] * n
         self.tick_nsec = (10**9 + tick_hz // 2) // tick_hz  #: TICK_NSEC
+        #: ``attr.freq``: a ``perf record -F`` session (a fixed period, ``-c``, is not one)
+        self.freq_mode = session.mode is PerfMode.RECORD and session.freq > 0 \
+            and not session.period
         self.ticks = 0  #: guest ticks taken (the engine's sampling fast-forward counts them)
 
     # ------------------------------------------------------------------ setup
@@ -378,9 +381,8 @@ class GuestPmuDriver:
         ``armpmu_start``: ``armpmu_event_set_period`` goes on from ``period_left``, then
         ``armv8pmu_enable_event``; the PMU enabled); then the flexible groups rotate if
         some wait (``perf_rotate_context``)."""
-        s = self.session
         self.interrupts = [0] * len(self.events)
-        freq = s.mode is PerfMode.RECORD and s.freq > 0
+        freq = self.freq_mode
         if (freq or self.throttled) and self.counter:
             self._pmu_disable(cpu)
             for i, idx in list(self.counter.items()):
@@ -473,7 +475,7 @@ class GuestPmuDriver:
                 continue
             self.samples[i] += 1
             throttle = self._account_interrupt(i)
-            if self.session.freq > 0 and not self.session.period:
+            if self.freq_mode:
                 self._freq_overflow(cpu, i, idx)
             self._kernel_work(cpu, "sample", self.costs.sample)
             if throttle:

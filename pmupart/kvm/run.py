@@ -356,19 +356,22 @@ class GuestCpu:
             finally:
                 self._in_handler = False
                 self._el = old
-            if self.vcpu.vm.irqchip:
-                self._eoi_maintenance()
+            self.eoi_maintenance()
         pmu.irq_level = False
 
-    def _eoi_maintenance(self) -> None:
+    def eoi_maintenance(self) -> None:
         """The guest's EOI of the PMU interrupt: the vGIC listed it with ICH_LR_EOI (a
         level-triggered interrupt that is not hardware-mapped: ``vgic_v3_populate_lr`` /
         ``vgic_v3_compute_lr``, arch/arm64/kvm/vgic/vgic-v3.c), so the EOI raises a
         maintenance interrupt, a physical PPI taken at EL2 while the guest runs: an exit
         (``kvm_irq_exit``) and the host's interrupt entry and exit
         (``vgic_maintenance_handler`` does nothing more; priced as ``pmu_irq``).  The vtimer's
-        interrupt is hardware-mapped and has no such exit."""
+        interrupt is hardware-mapped and has no such exit; a userspace irqchip has no vGIC
+        and none either.  The modelled driver's handler EOIs at its end; a machine-code
+        guest where it deactivates the PPI (``pmupart.guest.aarch64``)."""
         vcpu = self.vcpu
+        if not vcpu.vm.irqchip:
+            return
         self._irq_exit("vgic_maintenance")
         hc = self._host.cpus[self.cpu]
         t0 = hc.now_ns

@@ -153,7 +153,10 @@ class GicV3:
             return self.igrpen0
         return 0  # write-only registers read as 0 (ICC_EOIR*, ICC_DIR, ICC_SGI1R)
 
-    def write_icc(self, name: str, value: int) -> None:
+    def write_icc(self, name: str, value: int) -> int | None:
+        """A write to a CPU interface register; returns the INTID the write deactivated
+        (EOIR with EOImode = 0, or DIR), if one was active: under KVM that is where a vGIC
+        list register with ICH_LR_EOI raises its maintenance interrupt."""
         self.touched = True
         if name == "ICC_EOIR1_EL1":
             intid = value & 0xFFFFFF
@@ -161,12 +164,10 @@ class GicV3:
                 if self.running[k][1] == intid:
                     del self.running[k]  # priority drop
                     break
-            if not self.eoimode and intid < 32:
-                self.active &= ~(1 << intid)
+            if not self.eoimode:
+                return self._deactivate(intid)
         elif name == "ICC_DIR_EL1":
-            intid = value & 0xFFFFFF
-            if intid < 32:
-                self.active &= ~(1 << intid)
+            return self._deactivate(value & 0xFFFFFF)
         elif name == "ICC_PMR_EL1":
             self.pmr = value & _PRI_MASK
         elif name == "ICC_BPR1_EL1":
@@ -178,8 +179,16 @@ class GicV3:
         elif name == "ICC_IGRPEN0_EL1":
             self.igrpen0 = value & 1
         # ICC_SRE_EL1 (RAO/WI here), ICC_EOIR0, ICC_SGI1R_EL1: no effect
+        return None
+
+    def _deactivate(self, intid: int) -> int | None:
+        if intid < 32 and (self.active >> intid) & 1:
+            self.active &= ~(1 << intid)
+            return intid
+        return None
 
     # ------------------------------------------------------------------ MMIO
+
     def mmio_read(self, addr: int, size: int, lines: int) -> int:
         """A read of ``size`` bytes at guest-physical ``addr`` in the GICD or GICR window."""
         self.touched = True

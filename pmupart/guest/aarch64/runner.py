@@ -1036,7 +1036,8 @@ class _Run:
             if el == 0:
                 acc = Access(Outcome.UNDEFINED)
             elif write:
-                self.gic.write_icc(icc, value)
+                if self.gic.write_icc(icc, value) == self.ppi and self.vcpu_pmu is not None:
+                    self.cpu.eoi_maintenance()  # the vGIC's ICH_LR_EOI: an exit (kvm/run.py)
                 acc = Access(Outcome.OK)
             else:
                 acc = Access(Outcome.OK, self.gic.read_icc(icc, self._lines()))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from pmupart.arch.cores import Core
 from pmupart.arch.events import Event
 from pmupart.arch.pe import C_BIT, CYCLE_IDX, F0_BIT, ICNTR_IDX, PE
+from pmupart.arch.sysreg import EVCNTR_NAMES, EVTYPER_NAMES
 from pmupart.host.perf_event import EventState, PerfEvent
 
 if TYPE_CHECKING:
@@ -38,8 +39,6 @@ ARMV8_PMU_INCLUDE_EL2 = 1 << 27
 _CHAIN = int(Event.CHAIN)
 _CPU_CYCLES = int(Event.CPU_CYCLES)
 _INST_RETIRED = int(Event.INST_RETIRED)
-_EVCNTR = tuple(f"PMEVCNTR{i}_EL0" for i in range(31))
-_EVTYPER = tuple(f"PMEVTYPER{i}_EL0" for i in range(31))
 
 
 class AllocOrder(Enum):
@@ -280,10 +279,10 @@ class ArmPmu:
         elif idx == ICNTR_IDX:
             pe.write_el2("PMICNTR_EL0", value)  # armv8pmu_write_counter: write_pmicntr
         elif ev.chained:
-            pe.write_el2(_EVCNTR[idx - 1], value & 0xFFFFFFFF)
-            pe.write_el2(_EVCNTR[idx], value >> 32)
+            pe.write_el2(EVCNTR_NAMES[idx - 1], value & 0xFFFFFFFF)
+            pe.write_el2(EVCNTR_NAMES[idx], value >> 32)
         else:
-            pe.write_el2(_EVCNTR[idx], value)
+            pe.write_el2(EVCNTR_NAMES[idx], value)
         ev.prev_hw = self._hw_value(pe, ev)
 
     def _hw_value(self, pe: PE, ev: PerfEvent) -> int:
@@ -311,11 +310,11 @@ class ArmPmu:
         elif idx == ICNTR_IDX:
             pe.write_el2("PMICFILTR_EL0", filt)  # armv8pmu_write_event_type: write_pmicfiltr
         elif ev.chained:
-            pe.write_el2(_EVTYPER[idx - 1], filt | ev.attr.config)
+            pe.write_el2(EVTYPER_NAMES[idx - 1], filt | ev.attr.config)
             # the high half counts CHAIN at every EL (LX-DRV armv8pmu_write_event_type)
-            pe.write_el2(_EVTYPER[idx], ARMV8_PMU_INCLUDE_EL2 | _CHAIN)
+            pe.write_el2(EVTYPER_NAMES[idx], ARMV8_PMU_INCLUDE_EL2 | _CHAIN)
         else:
-            pe.write_el2(_EVTYPER[idx], filt | ev.attr.config)
+            pe.write_el2(EVTYPER_NAMES[idx], filt | ev.attr.config)
         self.set_period(ev)
         bits = 1 << idx
         if ev.chained:

@@ -185,6 +185,13 @@ class ArmPmu:
         # lowest (bit arithmetic, not a scan)
         return gen_free.bit_length() - 1 if high_first else (gen_free & -gen_free).bit_length() - 1
 
+    def counter_bits(self, ev: PerfEvent, idx: int) -> int:
+        """The ``used_mask`` bits ``ev`` takes on counter ``idx``: with the even counter below
+        it for a chained pair (a 64-bit event before PMUv3p5, ``armv8pmu_event_is_chained``)."""
+        if ev.attr.long and self.core.pmuver < 6 and idx != CYCLE_IDX:
+            return (1 << idx) | (1 << (idx - 1))
+        return 1 << idx
+
     def add(self, cpu: int, ev: PerfEvent, idx: int | None = None) -> bool:
         """``armpmu_add``: get a counter and program it; False if none is free.  ``idx``: the
         counter a planned reschedule chose (what :meth:`armv8pmu_get_event_idx` returned
@@ -194,10 +201,9 @@ class ArmPmu:
         if idx is None:
             return False
         hw = self.hw[cpu]
-        chained = ev.attr.long and self.core.pmuver < 6 and idx != CYCLE_IDX
-        hw.used_mask |= 1 << idx
-        if chained:
-            hw.used_mask |= 1 << (idx - 1)
+        bits = self.counter_bits(ev, idx)
+        chained = bits != 1 << idx
+        hw.used_mask |= bits
         hw.events[idx] = ev
         ev.hw_idx = idx
         ev.hw_cpu = cpu

@@ -508,9 +508,8 @@ class HostKernel:
                 if leader.chained:
                     out |= 1 << (leader.hw_idx - 1)
         used = hw.used_mask & ~out
-        p5 = mine.core.pmuver >= 6
         cntr_mask = hw.cntr_mask
-        pick = mine.pick_idx
+        pick, bits = mine.pick_idx, mine.counter_bits
         target: dict[int, tuple[PerfEvent, int]] = {}
         inactive, active = EventState.INACTIVE, EventState.ACTIVE
         # pinned groups first, then flexible ones in rotation order (ctx_sched_in); an event is
@@ -524,9 +523,7 @@ class HostKernel:
             idx = pick(cntr_mask & ~used, leader)
             if idx is None:
                 return None  # pinned_error: the full path reports it with its timing
-            used |= 1 << idx
-            if leader.attr.long and not p5 and idx != CYCLE_IDX:
-                used |= 1 << (idx - 1)
+            used |= bits(leader, idx)
             target[leader.id] = (leader, idx)
         can_add_hw = True
         waiting = False
@@ -539,9 +536,7 @@ class HostKernel:
                 can_add_hw = False
                 waiting = True
                 continue
-            used |= 1 << idx
-            if leader.attr.long and not p5 and idx != CYCLE_IDX:
-                used |= 1 << (idx - 1)
+            used |= bits(leader, idx)
             target[leader.id] = (leader, idx)
         return target, waiting
 

@@ -10,7 +10,9 @@ slices, a compute workload everywhere.  Two configurations:
 * uncontended: 10-counter cores, ``reserved_host_counters = 4``: every event has a counter
   (the guests get 6 + the cycle counter, the host 4);
 * contended: 6-counter cores, ``reserved_host_counters = 2``: the guests multiplex 6 events
-  on 4 + 1 counters, the host 4 events on 2 (perf rotates them every 4 ms).
+  on 4 + 1 counters, the host 4 events on 2 (perf rotates them every 4 ms);
+* phased (``--configs phased``, not run by default): the contended machine running a workload
+  of two phases, 2 s and 1 s, repeated (fast-forward skips inside each phase).
 
 It prints, for each configuration: simulated seconds per wall second over SECONDS simulated
 seconds (default 60; the issue's target is at least 100) with the engine's fast-forward on
@@ -48,9 +50,17 @@ HOST_EVENTS = tuple(event_number(e) for e in (
 COMPUTE = Workload("compute", (Phase(rates=Workload.rates_of(
     {"L1D_CACHE": 0.4, "L1D_CACHE_REFILL": 0.01, "BR_RETIRED": 0.15, "BR_MIS_PRED": 0.005}),
     kernel_fraction=0.05),))
-CONFIGS = {
+#: the contended configuration's workload in two phases, repeated: 2 s of it, then 1 s with
+#: 10x the cache refills and a quarter of the time in the kernel
+PHASED = Workload("compute", (
+    Phase(2_000_000_000, COMPUTE.phases[0].rates, kernel_fraction=0.05),
+    Phase(1_000_000_000, Workload.rates_of(
+        {"L1D_CACHE": 0.3, "L1D_CACHE_REFILL": 0.1, "BR_RETIRED": 0.1, "BR_MIS_PRED": 0.01}),
+        kernel_fraction=0.25)))
+CONFIGS: dict[str, dict[str, Any]] = {
     "uncontended": {"counters": 10, "reserved": 4},
     "contended": {"counters": 6, "reserved": 2},
+    "phased": {"counters": 6, "reserved": 2, "workload": PHASED},
 }
 
 
@@ -71,7 +81,8 @@ def spec(config: str, seconds: float, cpus: int = 8, backend: str = "partitioned
         seed=seed, slice_ns=1_000_000,
         machine_options={"kvm_options": KvmOptions(),
                          **({"reserved_host_counters": c["reserved"]} if part else {})},
-        vms=vms, host_perf=(PerfSession(HOST_EVENTS),), workloads={"compute": COMPUTE})
+        vms=vms, host_perf=(PerfSession(HOST_EVENTS),),
+        workloads={"compute": c.get("workload", COMPUTE)})
 
 
 def timed(s: ScenarioSpec, ff: bool = True) -> tuple[float, RunResult]:

@@ -17,6 +17,13 @@ fully detailed run only by the rounding of the rotation phase inside the measure
 (well under 0.1% in the tests); ``run_scenario(..., fast_forward=False)`` and ``pmupart run
 --no-fast-forward`` turn it off.
 
+**Phases.** A workload's phase (its event rates, CPI and kernel share) is steady only until it
+ends. A measurement starts only in a phase with room for four periods of work, a measurement
+that ran into the next phase is dropped (each snapshot records where the phase ends), and
+the skip leaves one measured stretch of work before the phase's end (:func:`_phase_room`),
+so the detailed run takes every change of phase, as it takes the run's end and each
+migration (the barrier).
+
 **Sampling windows.** A guest ``perf record`` (frequency mode) or a per-task session whose
 task the guest switches out and in at its ticks is not exactly periodic: overflows land at
 points that drift against the tick, and each sample's handler moves the counters it counts
@@ -96,6 +103,9 @@ class _CtxSnap:
     ctx: tuple[int, int, int, dict[int, int]] = (0, 0, 0, {})
     vovs: int = 0
     vregs: dict[int, int] = field(default_factory=dict)  #: saved (virtual) counter values
+    #: where the workload's current phase ends, in workload time (the same value at both
+    #: ends of a measurement: it ran inside one phase)
+    phase_end: int = 0
 
 
 @dataclass
@@ -298,6 +308,8 @@ def snapshot(eng: Engine, rq: CpuRq, group: list[Context], sampling: bool = Fals
                       "throttles": d.throttles, "throttled": sorted(d.throttled),
                       "work": (dict(d.work.count), dict(d.work.cycles))}
         cs.ctx = (ctx.work_ns, ctx.cpu_ns, ctx.instructions, dict(ctx.truth))
+        left = ctx.phase_at(ctx.work_ns)[1]  # 1 << 62: the phase lasts to the end
+        cs.phase_end = ctx.work_ns + left if left < 1 << 62 else 1 << 63
         s.ctxs.append(cs)
     s.guest_hw = _guest_hw(eng, cpu)
     s.pmovs = hc.pe.snapshot().pmovs
@@ -319,9 +331,12 @@ def begin(eng: Engine, rq: CpuRq, ctx: Context, group: list[Context], barrier: i
     # the work left (finish), an exact period does not run with it.
     if not per.sampling and any(c.workload.instructions is not None for c in group):
         return None
+    # A workload's phases (a change of rates) end a steady stretch: the phase must have room
+    # for the measurement and a skip (as the barrier must); the skip stops short of its end
+    # (_phase_room), and the detailed run takes the change.
     for c in group:
         _, left = c.phase_at(c.work_ns)
-        if left < barrier - now:
+        if left < 4 * per.ns:
             return None
     d = ctx.driver
     if per.sampling:
@@ -376,7 +391,7 @@ def finish(eng: Engine, rq: CpuRq, w: Window, barrier: int) -> None:
         rq.ff_blocked_until = b.now + 2 * w.period
         return
     pe = hc.pe
-    m = (barrier - b.now) // dnow - 1
+    m = min((barrier - b.now) // dnow - 1, _phase_room(a, b))
     for e, x, y in zip(a.evs, a.ev_state, b.ev_state, strict=True):
         dc = y[0] - x[0]
         if dc <= 0 or e.state is EventState.ERROR:
@@ -473,9 +488,13 @@ def _finish_sampling(eng: Engine, rq: CpuRq, w: Window, a: _Snap, b: _Snap, barr
     if not _same_shape(rq, w, a, b, runnable, ("order", "counter", "throttled")):
         _retry(rq, w, w.need_ticks)
         return
+    if ca.phase_end != cb.phase_end:  # the window ran into the next phase
+        _retry(rq, w, w.need_ticks)
+        return
     st = _stats(a, b)
     prev = w.prev
-    if prev is None or cb.drv["ticks"] - ca.drv["ticks"] != prev[3] or _off(prev[1], st):
+    if prev is None or cb.drv["ticks"] - ca.drv["ticks"] != prev[3] or _off(prev[1], st) \
+            or prev[0].ctxs[0].phase_end != cb.phase_end:
         rq.ff_prev = (a, [st], w.retired, cb.drv["ticks"] - ca.drv["ticks"])
         return
     a0, chain, retired, ticks = prev
@@ -489,6 +508,7 @@ def _finish_sampling(eng: Engine, rq: CpuRq, w: Window, a: _Snap, b: _Snap, barr
     c0 = a0.ctxs[0]
     dnow = b.now - a0.now
     m = (barrier - b.now - 1) // dnow  # (no host event samples: begin; wraps: _apply)
+    m = min(m, _phase_room(a0, b))
     if ctx.workload.instructions is not None:
         dinst = cb.ctx[2] - c0.ctx[2]
         # the work's end is left to the detailed run, which ends it
@@ -498,6 +518,20 @@ def _finish_sampling(eng: Engine, rq: CpuRq, w: Window, a: _Snap, b: _Snap, barr
         _retry(rq, w, 1 << 62)  # no room before the barrier or the end of the work
         return
     _apply(eng, rq, a0, b, m, dnow, {}, w)
+
+
+def _phase_room(a: _Snap, b: _Snap) -> int:
+    """How many more times the stretch from ``a`` to ``b`` fits in each thread's current
+    phase with one stretch's work to spare (the detailed run takes the phase change); -1
+    when a thread changed phase inside the stretch."""
+    m = 1 << 62
+    for ca, cb in zip(a.ctxs, b.ctxs, strict=True):
+        if ca.phase_end != cb.phase_end:
+            return -1
+        dwork = cb.ctx[0] - ca.ctx[0]
+        if dwork > 0:
+            m = min(m, (cb.phase_end - cb.ctx[0]) // dwork - 1)
+    return m
 
 
 def _retry(rq: CpuRq, w: Window, ticks: int) -> None:

@@ -12,7 +12,9 @@ slices, a compute workload everywhere.  Two configurations:
 * contended: 6-counter cores, ``reserved_host_counters = 2``: the guests multiplex 6 events
   on 4 + 1 counters, the host 4 events on 2 (perf rotates them every 4 ms);
 * phased (``--configs phased``, not run by default): the contended machine running a workload
-  of two phases, 2 s and 1 s, repeated (fast-forward skips inside each phase).
+  of two phases, 2 s and 1 s, repeated (fast-forward skips inside each phase);
+* migrating (``--configs migrating``, not run by default): the contended machine with every
+  vCPU moved to its next CPU each 500 ms (fast-forward skips between migrations).
 
 It prints, for each configuration: simulated seconds per wall second over SECONDS simulated
 seconds (default 60; the issue's target is at least 100) with the engine's fast-forward on
@@ -39,7 +41,15 @@ from typing import Any
 from pmupart.arch.events import event_number
 from pmupart.kvm.options import KvmOptions  # the intent design
 from pmupart.sim.session import RunResult, run_scenario
-from pmupart.sim.spec import PerfSession, Phase, ScenarioSpec, VmSpec, Workload
+from pmupart.sim.spec import (
+    MigrationPolicy,
+    MigrationSpec,
+    PerfSession,
+    Phase,
+    ScenarioSpec,
+    VmSpec,
+    Workload,
+)
 from pmupart.sim.summary import to_json
 
 GUEST_EVENTS = tuple(event_number(e) for e in (
@@ -61,6 +71,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "uncontended": {"counters": 10, "reserved": 4},
     "contended": {"counters": 6, "reserved": 2},
     "phased": {"counters": 6, "reserved": 2, "workload": PHASED},
+    "migrating": {"counters": 6, "reserved": 2,
+                  "migration": MigrationSpec(MigrationPolicy.PERIODIC, 500_000_000)},
 }
 
 
@@ -82,6 +94,7 @@ def spec(config: str, seconds: float, cpus: int = 8, backend: str = "partitioned
         machine_options={"kvm_options": KvmOptions(),
                          **({"reserved_host_counters": c["reserved"]} if part else {})},
         vms=vms, host_perf=(PerfSession(HOST_EVENTS),),
+        migration=c.get("migration", MigrationSpec()),
         workloads={"compute": c.get("workload", COMPUTE)})
 
 

@@ -22,7 +22,9 @@ ends. A measurement starts only in a phase with room for four periods of work, a
 that ran into the next phase is dropped (each snapshot records where the phase ends), and
 the skip leaves one measured stretch of work before the phase's end (:func:`_phase_room`),
 so the detailed run takes every change of phase, as it takes the run's end and each
-migration (the barrier).
+migration (the barrier). A period of guest rotations is measured from one guest tick to
+another (the guest driver re-programs its counters at each), so after a migration, whose
+barrier falls anywhere in the guest's rotation, the CPU measures from its first tick.
 
 **Sampling windows.** A guest ``perf record`` (frequency mode) or a per-task session whose
 task the guest switches out and in at its ticks is not exactly periodic: overflows land at
@@ -339,6 +341,12 @@ def begin(eng: Engine, rq: CpuRq, ctx: Context, group: list[Context], barrier: i
         if left < 4 * per.ns:
             return None
     d = ctx.driver
+    if per.guest_rotations and not ctx.just_ticked:
+        # A period of guest rotations is measured from a tick to a tick: the guest driver
+        # re-programs its counters at each, so the guest-owned counters only repeat between
+        # two points at the same phase of the rotation (a window opened at a migration, say,
+        # saw them move backwards and never skipped).
+        return None
     if per.sampling:
         if d is None or not ctx.just_ticked:
             return None  # a sampling window runs from tick to tick

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from pmupart.cli import main
@@ -152,3 +153,20 @@ def test_the_estimate_knows_sampling_windows() -> None:
     assert estimate_wall_s(spec, fast_forward=False) > 60
     (w,) = check_sizes(spec, fast_forward=False)
     assert "may take about" in w
+
+
+def test_the_estimate_knows_that_phases_restart_sampling_windows() -> None:
+    """The same 30 s in phases of 100 ms: each change of phase starts the sampling windows
+    over (about 0.3 s in detail each), so the run is in detail throughout: a warning."""
+    import dataclasses
+
+    from pmupart.check.cover_letter import scenario
+    from pmupart.sim.limits import check_sizes, estimate_wall_s
+
+    spec = scenario("stress", "emulated", 750.0)
+    name, wl = next(iter(spec.workloads.items()))
+    ph = dataclasses.replace(wl.phases[0], duration_ns=100_000_000)
+    phased = dataclasses.replace(spec, workloads={**spec.workloads,
+                                                  name: dataclasses.replace(wl, phases=(ph, ph))})
+    assert estimate_wall_s(phased) == pytest.approx(estimate_wall_s(spec, fast_forward=False))
+    assert len(check_sizes(phased)) == 1

@@ -10,8 +10,9 @@
 * :func:`check_sizes` estimates the wall time of a run and warns above
   :data:`WARN_WALL_S` seconds, with the estimate.  A guest sampling session on a CPU of its
   own is simulated in detail only until the engine's sampling windows have found it steady
-  (about :data:`SAMPLING_WARMUP_S` after its start and after each migration,
-  ``pmupart/sim/fastforward.py``); the rest is skipped ahead.
+  (about :data:`SAMPLING_WARMUP_S` after its start, after each migration and after each
+  change of its workload's phase, ``pmupart/sim/fastforward.py``); the rest is skipped
+  ahead.
 """
 
 from __future__ import annotations
@@ -40,15 +41,18 @@ def estimate_wall_s(spec: ScenarioSpec, *, fast_forward: bool = True) -> float:
         ncpus = sum(int(c.get("count", 1)) for c in topo["cluster"] if isinstance(c, dict)) \
             or ncpus
     threads = sum(vm.vcpus for vm in spec.vms) + sum(t.count for t in spec.host_tasks)
-    detailed = secs
+    moves = 0.0
     if fast_forward and threads <= ncpus:  # each vCPU can have a CPU to itself
         mig = spec.migration
         moves = secs / (mig.interval_ns / 1e9) if mig.policy is not MigrationPolicy.NONE else 0.0
-        detailed = min(secs, SAMPLING_WARMUP_S * (1 + moves))
     samples = 0.0
     for vm in spec.vms:
         p = vm.perf
         if p is not None and p.mode is PerfMode.RECORD:
+            detailed = secs
+            if fast_forward and threads <= ncpus:
+                changes = _phase_changes(spec, vm.workload, secs)
+                detailed = min(secs, SAMPLING_WARMUP_S * (1 + moves + changes))
             rate = p.freq if p.freq else 2e9 / max(1, p.period)
             samples += rate * len(p.events) * detailed * vm.vcpus
     for p in spec.host_perf:
@@ -56,6 +60,24 @@ def estimate_wall_s(spec: ScenarioSpec, *, fast_forward: bool = True) -> float:
             rate = p.freq if p.freq else 2e9 / max(1, p.period)
             samples += rate * len(p.events) * secs * ncpus
     return samples / SAMPLES_PER_WALL_S + secs * ncpus / CPU_S_PER_WALL_S
+
+
+def _phase_changes(spec: ScenarioSpec, workload: str, secs: float) -> float:
+    """About how many times a workload changes phase in ``secs`` (its phases repeat when
+    all have a duration; a phase without one lasts to the end)."""
+    wl = spec.workloads.get(workload)
+    if wl is None or len(wl.phases) < 2:
+        return 0.0
+    durs = [ph.duration_ns for ph in wl.phases]
+    if any(d is None for d in durs):
+        n = 0
+        for d in durs:
+            if d is None:
+                break
+            n += 1
+        return float(n)
+    total = sum(d or 0 for d in durs) / 1e9
+    return secs / total * len(durs) if total > 0 else 0.0
 
 
 def check_sizes(spec: ScenarioSpec, *, fast_forward: bool = True) -> list[str]:

@@ -341,11 +341,12 @@ def begin(eng: Engine, rq: CpuRq, ctx: Context, group: list[Context], barrier: i
         if left < 4 * per.ns:
             return None
     d = ctx.driver
-    if per.guest_rotations and not ctx.just_ticked:
+    if per.guest_rotations and len(group) == 1 and not ctx.just_ticked:
         # A period of guest rotations is measured from a tick to a tick: the guest driver
         # re-programs its counters at each, so the guest-owned counters only repeat between
         # two points at the same phase of the rotation (a window opened at a migration, say,
-        # saw them move backwards and never skipped).
+        # saw them move backwards and never skipped).  A time-shared CPU's period is a whole
+        # number of slices and ticks, measured from a slice's start to another's.
         return None
     if per.sampling:
         if d is None or not ctx.just_ticked:

@@ -14,7 +14,10 @@ slices, a compute workload everywhere.  Two configurations:
 * phased (``--configs phased``, not run by default): the contended machine running a workload
   of two phases, 2 s and 1 s, repeated (fast-forward skips inside each phase);
 * migrating (``--configs migrating``, not run by default): the contended machine with every
-  vCPU moved to its next CPU each 500 ms (fast-forward skips between migrations).
+  vCPU moved to its next CPU each 500 ms (fast-forward skips between migrations);
+* host-record (``--configs host-record``, not run by default): the contended machine with the
+  host running ``perf record -a -F 1000`` on cycles and instructions instead of ``perf
+  stat`` (fast-forward skips by host sampling windows).
 
 It prints, for each configuration: simulated seconds per wall second over SECONDS simulated
 seconds (default 60; the issue's target is at least 100) with the engine's fast-forward on
@@ -44,6 +47,7 @@ from pmupart.sim.session import RunResult, run_scenario
 from pmupart.sim.spec import (
     MigrationPolicy,
     MigrationSpec,
+    PerfMode,
     PerfSession,
     Phase,
     ScenarioSpec,
@@ -73,6 +77,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "phased": {"counters": 6, "reserved": 2, "workload": PHASED},
     "migrating": {"counters": 6, "reserved": 2,
                   "migration": MigrationSpec(MigrationPolicy.PERIODIC, 500_000_000)},
+    "host-record": {"counters": 6, "reserved": 2, "host_perf": PerfSession(
+        HOST_EVENTS[:2], mode=PerfMode.RECORD, freq=1000)},
 }
 
 
@@ -93,7 +99,7 @@ def spec(config: str, seconds: float, cpus: int = 8, backend: str = "partitioned
         seed=seed, slice_ns=1_000_000,
         machine_options={"kvm_options": KvmOptions(),
                          **({"reserved_host_counters": c["reserved"]} if part else {})},
-        vms=vms, host_perf=(PerfSession(HOST_EVENTS),),
+        vms=vms, host_perf=(c.get("host_perf", PerfSession(HOST_EVENTS)),),
         migration=c.get("migration", MigrationSpec()),
         workloads={"compute": c.get("workload", COMPUTE)})
 

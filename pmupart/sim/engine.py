@@ -141,6 +141,7 @@ class CpuRq:
     ff_window: Any = None  #: a fast-forward measurement in progress (fastforward.Window)
     ff_prev: Any = None  #: the sampling window just measured (fastforward: Window.prev)
     ff_retry: Any = None  #: (thread, guest tick) before which no sampling window begins
+    ff_periods: int = 1  #: periods a host sampling window holds (fastforward)
 
 
 class Engine:

@@ -17,6 +17,20 @@ fully detailed run only by the rounding of the rotation phase inside the measure
 (well under 0.1% in the tests); ``run_scenario(..., fast_forward=False)`` and ``pmupart run
 --no-fast-forward`` turn it off.
 
+**Host sampling.** A host event that samples (``perf record`` on the host: a fixed period,
+or the period its ``-F`` gives) takes an interrupt at each sample, so no window holds none;
+the host's own work per sample (the interrupt, ``perf_sample``, a vCPU's exit) is
+stationary, though. Such a CPU (:attr:`Period.host_sampling`; a slot of
+:data:`HOST_SAMPLING_SLOT_NS` where no timer recurs) measures windows of whole periods,
+lengthened until each sampling event took :data:`WINDOW_SAMPLES` samples (at most
+:data:`WINDOW_MAX_CYCLES` periods), back to back as a chain; once the chain's samples, EL2
+cycles, instructions and length are known as in a sampling window, the chain is added as
+many times as fit: counts, samples, times, interrupts, EL2 work. Each sampling event's
+counter and ``period_left`` are the phase of its sampling, left as measured. A window
+without a sample is skipped exactly (up to the next sample) as any window; samples too rare
+for a window of :data:`WINDOW_MAX_CYCLES` periods to hold enough are only skipped that way.
+A guest sampling window still does not open beside a host sampling event.
+
 **Phases.** A workload's phase (its event rates, CPI and kernel share) is steady only until it
 ends. A measurement starts only in a phase with room for four periods of work, a measurement
 that ran into the next phase is dropped (each snapshot records where the phase ends), and
@@ -84,6 +98,9 @@ WINDOW_TOL = 0.02
 CHAIN_MAX = 16
 #: A window further than this from its chain's mean starts a new chain.
 WINDOW_OFF = 0.03
+#: A host sampling window on a CPU where no timer recurs (no rotation, no guest tick, one
+#: thread) lasts whole slots of this length
+HOST_SAMPLING_SLOT_NS = 4_000_000
 
 
 class Period(NamedTuple):
@@ -94,6 +111,9 @@ class Period(NamedTuple):
     guest_rotations: int
     guest_ticks: int = 0  #: sampling windows: guest ticks, from tick to tick
     sampling: bool = False  #: accumulators only (see the module's "Sampling windows")
+    #: a host event samples: whole periods, its samples accumulators (the module's "Host
+    #: sampling")
+    host_sampling: bool = False
 
 
 @dataclass
@@ -141,6 +161,11 @@ class Window:
     sampling: bool = False
     need_ticks: int = 0
     ticks0: int = 0
+    host_sampling: bool = False
+    #: host sampling: the periods the window holds, and the ids of the host's sampling
+    #: events (their samples are accumulators, their counters' phase is state)
+    periods: int = 1
+    sampled: frozenset[int] = frozenset()
     #: the chain of sampling windows just before, back to back: (its start, each window's
     #: figures, its retired work, ticks per window)
     prev: tuple[_Snap, list[tuple[int, int, int, int]], dict[tuple[str, int], Counter[int]],
@@ -166,6 +191,8 @@ class Window:
                         and n < WINDOW_MAX_CYCLES * self.need_ticks)
         if len(self.group) > 1:
             return hc.now_ns >= self.end_ns
+        if self.host_sampling and hc.now_ns < self.end_ns:
+            return False  # whole periods (or slots, where no timer recurs)
         d = self.ctx.driver
         g = (d.rotations - self.rot_guest0) if d is not None else 0
         return hc.ctx.rotations - self.rot_host0 >= self.need_host and g >= self.need_guest
@@ -218,15 +245,18 @@ def period_of(eng: Engine, rq: CpuRq, group: list[Context]) -> Period | None:
             gg = max(1, len(drv.order))
             g = _lcm(g, gg * eng.guest_tick_ns) if g else gg * eng.guest_tick_ns
     s = len(group) * eng.slice_ns if len(group) > 1 else 0
+    hs = not ticks and any(e.sample_period > 0 for e in _events(eng, rq.cpu, group, True))
     if not h and not g and not s:
-        return None
+        if not hs:
+            return None
+        s = HOST_SAMPLING_SLOT_NS  # only the host's samples happen: slots of time
     p = 0
     for part in (h, g, s):
         if part:
             p = _lcm(p, part) if p else part
     if ticks:
         return Period(p, (p // h) * hg if h else 0, 0, (p // g) * ticks, True)
-    return Period(p, (p // h) * hg if h else 0, (p // g) * gg if g else 0)
+    return Period(p, (p // h) * hg if h else 0, (p // g) * gg if g else 0, host_sampling=hs)
 
 
 def _lcm(a: int, b: int) -> int:
@@ -357,11 +387,16 @@ def begin(eng: Engine, rq: CpuRq, ctx: Context, group: list[Context], barrier: i
             return None  # the first tick adapts the periods from perf's initial guess
         if any(e.sample_period > 0 for e in _events(eng, rq.cpu, group, True)):
             return None  # a host sampling event overflows inside the window
-    w = Window(ctx, snapshot(eng, rq, group, per.sampling), now + per.ns, per.ns,
-               per.host_rotations, per.guest_rotations, hc.ctx.rotations,
+    k = rq.ff_periods if per.host_sampling else 1
+    w = Window(ctx, snapshot(eng, rq, group, per.sampling), now + k * per.ns, per.ns,
+               k * per.host_rotations, k * per.guest_rotations, hc.ctx.rotations,
                d.rotations if d is not None else 0, group=list(group), sampling=per.sampling,
-               need_ticks=per.guest_ticks, ticks0=d.ticks if d is not None else 0)
-    if per.sampling:
+               need_ticks=per.guest_ticks, ticks0=d.ticks if d is not None else 0,
+               host_sampling=per.host_sampling, periods=k)
+    if per.host_sampling:
+        w.sampled = frozenset(id(e) for e in w.start.evs if e.sample_period > 0
+                              and not _vcpu_owned(e, group))
+    if per.sampling or per.host_sampling:
         last = rq.ff_prev
         rq.ff_prev = None
         if last is not None and last[0].now + sum(st[3] for st in last[1]) == now:
@@ -383,12 +418,13 @@ def finish(eng: Engine, rq: CpuRq, w: Window, barrier: int) -> None:
     group = w.group
     a = w.start
     b = snapshot(eng, rq, group, w.sampling)
-    host = eng.host
-    hc = host.cpus[rq.cpu]
     dnow = b.now - a.now
     runnable = [c for c in rq.queue if c.runnable]
     if w.sampling:
         _finish_sampling(eng, rq, w, a, b, barrier, runnable)
+        return
+    if w.host_sampling:
+        _finish_host_sampling(eng, rq, w, a, b, barrier, runnable)
         return
     steady = (
         _same_shape(rq, w, a, b, runnable, ("order", "counter", "period", "samples", "irqs"))
@@ -399,11 +435,24 @@ def finish(eng: Engine, rq: CpuRq, w: Window, barrier: int) -> None:
     if not steady:
         rq.ff_blocked_until = b.now + 2 * w.period
         return
-    pe = hc.pe
-    m = min((barrier - b.now) // dnow - 1, _phase_room(a, b))
+    m, ghw = _skips(eng, rq, w, a, b, barrier)
+    if m < 2:
+        rq.ff_blocked_until = b.now + 2 * w.period
+        return
+    _apply(eng, rq, a, b, m, dnow, ghw, w)
+
+
+def _skips(eng: Engine, rq: CpuRq, w: Window, a: _Snap, b: _Snap, barrier: int,
+           sampled: frozenset[int] = frozenset()) -> tuple[int, dict[int, int]]:
+    """How many more times the stretch from ``a`` to ``b`` can be added before the barrier,
+    the phase's end, or the first overflow of a counter with its interrupt enabled (a host
+    sampling window's own sampling events excepted: their overflows are its samples); and
+    what each guest-owned hardware counter moved over the stretch."""
+    pe = eng.host.cpus[rq.cpu].pe
+    m = min((barrier - b.now) // (b.now - a.now) - 1, _phase_room(a, b))
     for e, x, y in zip(a.evs, a.ev_state, b.ev_state, strict=True):
         dc = y[0] - x[0]
-        if dc <= 0 or e.state is EventState.ERROR:
+        if dc <= 0 or e.state is EventState.ERROR or id(e) in sampled:
             continue
         if e.sample_period > 0:
             m = min(m, (e.period_left - 1) // dc - 1)
@@ -418,7 +467,7 @@ def finish(eng: Engine, rq: CpuRq, w: Window, barrier: int) -> None:
             k = _to_overflow(pe, i)
             if k is not None:
                 m = min(m, (k - 1) // dv - 1)
-    for c, ca, cb in zip(group, a.ctxs, b.ctxs, strict=True):
+    for c, ca, cb in zip(w.group, a.ctxs, b.ctxs, strict=True):
         pmu = c.vcpu.pmu if c.vcpu is not None else None
         for i, v1 in cb.vregs.items():
             dv = (v1 - ca.vregs[i]) % (1 << 64)
@@ -426,14 +475,82 @@ def finish(eng: Engine, rq: CpuRq, w: Window, barrier: int) -> None:
                 width = 64 if pmu.has_64bit_overflow(i) else 32
                 k = (1 << width) - (v1 & ((1 << width) - 1))
                 m = min(m, (k - 1) // dv - 1)
-    if m < 2:
+    return m, ghw
+
+
+def _vcpu_owned(e: PerfEvent, group: list[Context]) -> bool:
+    """A vPMU backing event of a vCPU of the group (KVM's, not the host's own)."""
+    return any(c.vcpu is not None and e.owner == c.vcpu.name for c in group)
+
+
+def _finish_host_sampling(eng: Engine, rq: CpuRq, w: Window, a: _Snap, b: _Snap,
+                          barrier: int, runnable: list[Context]) -> None:
+    """Close a host sampling window (the module's "Host sampling"): the same schedule at
+    both ends, samples aside; windows long enough for :data:`WINDOW_SAMPLES` samples of
+    each sampling event; back-to-back windows make a chain, skipped as in
+    :func:`_finish_sampling` once its mean is known."""
+    steady = (
+        _same_shape(rq, w, a, b, runnable, ("order", "counter", "period", "samples", "irqs"),
+                    w.sampled)
+        and all(ca.vcpu.get(k) == cb.vcpu.get(k) for k in ("irqs", "created", "released")
+                for ca, cb in zip(a.ctxs, b.ctxs, strict=True))
+        and _phase_room(a, b) >= 0
+    )
+    if not steady:
+        rq.ff_prev = None
         rq.ff_blocked_until = b.now + 2 * w.period
         return
-    _apply(eng, rq, a, b, m, dnow, ghw, w)
+    few = [y[4] - x[4] for e, x, y in zip(a.evs, a.ev_state, b.ev_state, strict=True)
+           if id(e) in w.sampled and y[0] > x[0]]
+    if not any(few) and b.host[3] == a.host[3]:
+        # no sample in the window: skipped exactly, up to the next one (as any window)
+        rq.ff_prev = None
+        rq.ff_periods = 1
+        sampled, w.sampled = w.sampled, frozenset()
+        m, ghw = _skips(eng, rq, w, a, b, barrier)
+        if m >= 2:
+            _apply(eng, rq, a, b, m, b.now - a.now, ghw, w)
+        else:
+            w.sampled = sampled
+            rq.ff_blocked_until = b.now + 2 * w.period
+        return
+    need = -(-WINDOW_SAMPLES * w.periods // max(1, min(few, default=0)))
+    if need > WINDOW_MAX_CYCLES:
+        # samples too rare for a window of whole periods to hold enough: only the
+        # stretches between them are skipped, exactly (windows without a sample)
+        rq.ff_periods = 1
+        rq.ff_prev = None
+        rq.ff_blocked_until = b.now + 2 * w.period
+        return
+    if need > w.periods:  # longer windows from now, each with enough samples
+        rq.ff_periods = need
+        rq.ff_prev = None
+        return
+    st = (sum(few), b.host[4] - a.host[4], sum(cb.ctx[2] - ca.ctx[2] for ca, cb in
+                                             zip(a.ctxs, b.ctxs, strict=True)), b.now - a.now)
+    prev = w.prev
+    if prev is None or prev[3] != w.periods or _off(prev[1], st) \
+            or _phase_room(prev[0], b) < 0:
+        rq.ff_prev = (a, [st], w.retired, w.periods)
+        return
+    a0, chain, retired, periods = prev
+    chain.append(st)
+    for key, evc in w.retired.items():
+        retired.setdefault(key, Counter()).update(evc)
+    if not _steady(chain):
+        rq.ff_prev = (a0, chain, retired, periods)
+        return
+    rq.ff_prev = None
+    m, ghw = _skips(eng, rq, w, a0, b, barrier, w.sampled)
+    if m < 1:
+        rq.ff_blocked_until = b.now + 2 * w.period
+        return
+    w.retired = retired
+    _apply(eng, rq, a0, b, m, b.now - a0.now, ghw, w)
 
 
 def _same_shape(rq: CpuRq, w: Window, a: _Snap, b: _Snap, runnable: list[Context],
-                driver_keys: tuple[str, ...]) -> bool:
+                driver_keys: tuple[str, ...], sampled: frozenset[int] = frozenset()) -> bool:
     """The CPU ran the same threads with the same schedule at both ends of a measurement:
     the same host events on the same counters in the same rotation order, no overflow flag
     pending, the same guest-owned and saved counters, the same virtual overflow flags, and
@@ -441,8 +558,8 @@ def _same_shape(rq: CpuRq, w: Window, a: _Snap, b: _Snap, runnable: list[Context
     return (
         rq.current is w.ctx and b.now > a.now and runnable == w.group
         and [id(e) for e in b.evs] == [id(e) for e in a.evs] and b.flex == a.flex
-        and all(x[5:] == y[5:] and x[4] == y[4]
-                for x, y in zip(a.ev_state, b.ev_state, strict=True))
+        and all(x[5:] == y[5:] and (x[4] == y[4] or id(e) in sampled)
+                for e, x, y in zip(a.evs, a.ev_state, b.ev_state, strict=True))
         and b.pmovs == a.pmovs and set(a.guest_hw) == set(b.guest_hw)
         and all(ca.vovs == cb.vovs and set(ca.vregs) == set(cb.vregs)
                 and all(ca.drv.get(k) == cb.drv.get(k) for k in driver_keys)
@@ -560,7 +677,12 @@ def _apply(eng: Engine, rq: CpuRq, a: _Snap, b: _Snap, m: int, dnow: int,
     wraps = 0
     for e, x, y in zip(a.evs, a.ev_state, b.ev_state, strict=True):
         dc = m * (y[0] - x[0])
-        if e.state is EventState.ACTIVE and e.hw_idx is not None and e.sample_period > 0:
+        if id(e) in w.sampled:
+            # a host sampling event: its count and samples are accumulators, its counter
+            # and period_left the phase of its sampling (state, left as measured)
+            e.count += dc
+            e.nr_samples += m * (y[4] - x[4])
+        elif e.state is EventState.ACTIVE and e.hw_idx is not None and e.sample_period > 0:
             e.pmu.advance(e, dc)  # the counter counted them; its next update takes them
         else:
             e.count += dc

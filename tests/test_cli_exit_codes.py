@@ -157,7 +157,8 @@ def test_the_estimate_knows_sampling_windows() -> None:
 
 def test_the_estimate_knows_that_phases_restart_sampling_windows() -> None:
     """The same 30 s in phases of 100 ms: each change of phase starts the sampling windows
-    over (about 0.3 s in detail each), so the run is in detail throughout: a warning."""
+    over (about 0.3 s in detail each), so the run is in detail throughout: a warning.  Two
+    phases alike but for their length are one: no change, no warning."""
     import dataclasses
 
     from pmupart.check.cover_letter import scenario
@@ -166,7 +167,14 @@ def test_the_estimate_knows_that_phases_restart_sampling_windows() -> None:
     spec = scenario("stress", "emulated", 750.0)
     name, wl = next(iter(spec.workloads.items()))
     ph = dataclasses.replace(wl.phases[0], duration_ns=100_000_000)
-    phased = dataclasses.replace(spec, workloads={**spec.workloads,
-                                                  name: dataclasses.replace(wl, phases=(ph, ph))})
-    assert estimate_wall_s(phased) == pytest.approx(estimate_wall_s(spec, fast_forward=False))
-    assert len(check_sizes(phased)) == 1
+    other = dataclasses.replace(ph, kernel_fraction=ph.kernel_fraction + 0.1)
+
+    def phased(*phases: object) -> object:
+        return dataclasses.replace(spec, workloads={
+            **spec.workloads, name: dataclasses.replace(wl, phases=phases)})
+
+    two = phased(ph, other)
+    assert estimate_wall_s(two) == pytest.approx(estimate_wall_s(spec, fast_forward=False))
+    assert len(check_sizes(two)) == 1
+    assert estimate_wall_s(phased(ph, ph)) == pytest.approx(estimate_wall_s(spec))
+    assert check_sizes(phased(ph)) == []

@@ -289,3 +289,37 @@ def test_a_rare_host_sample_is_skipped_to_exactly() -> None:
             assert hb.samples >= 2
             assert ha.samples == hb.samples, (ha, hb)
             assert abs(ha.count - hb.count) <= 1e-3 * hb.count, (ha, hb)
+
+
+def test_a_chain_ending_near_its_phase_end_waits_for_the_next_phase() -> None:
+    """Partitioned gzip (25x) in a 380 ms phase, then one to the end: the first chain of
+    sampling windows is steady only as its phase ends, and the skip must wait for the next
+    phase, not give up for the rest of the run (it did: nothing of the 2.3 s phase after it
+    was skipped; found by review)."""
+    import dataclasses
+
+    from pmupart.check.cover_letter import scenario
+
+    spec = scenario("gzip", "partitioned", 25.0)
+    name, wl = next(iter(spec.workloads.items()))
+    p0 = wl.phases[0]
+    other = tuple((e, r * (3.0 if i % 2 else 0.5)) for i, (e, r) in enumerate(p0.rates))
+    spec = dataclasses.replace(spec, workloads={**spec.workloads, name: dataclasses.replace(
+        wl, phases=(dataclasses.replace(p0, duration_ns=380_000_000),
+                    dataclasses.replace(p0, duration_ns=None, rates=other,
+                                        kernel_fraction=p0.kernel_fraction + 0.1)))})
+    fast = run_scenario(spec, fast_forward=True)
+    assert fast.engine.fast_forwarded_ns > 1_500_000_000
+
+
+def test_a_phase_that_repeats_itself_is_one_phase() -> None:
+    """A workload of one 100 ms phase, looped, never changes: it is skipped as one without a
+    length is (it was not: its phase ended every 100 ms, too soon for a measurement; found
+    by review)."""
+    import dataclasses
+
+    looped = Workload("compute", (dataclasses.replace(WL.phases[0], duration_ns=100_000_000),))
+    spec = dataclasses.replace(_spec(True), workloads={"compute": looped})
+    fast = run_scenario(spec, fast_forward=True)
+    steady = run_scenario(_spec(True), fast_forward=True)
+    assert fast.engine.fast_forwarded_ns == steady.engine.fast_forwarded_ns > 1_000_000_000

@@ -340,8 +340,7 @@ def snapshot(eng: Engine, rq: CpuRq, group: list[Context], sampling: bool = Fals
                       "throttles": d.throttles, "throttled": sorted(d.throttled),
                       "work": (dict(d.work.count), dict(d.work.cycles))}
         cs.ctx = (ctx.work_ns, ctx.cpu_ns, ctx.instructions, dict(ctx.truth))
-        left = ctx.phase_at(ctx.work_ns)[1]  # 1 << 62: the phase lasts to the end
-        cs.phase_end = ctx.work_ns + left if left < 1 << 62 else 1 << 63
+        cs.phase_end = _phase_end(ctx)
         s.ctxs.append(cs)
     s.guest_hw = _guest_hw(eng, cpu)
     s.pmovs = hc.pe.snapshot().pmovs
@@ -367,8 +366,7 @@ def begin(eng: Engine, rq: CpuRq, ctx: Context, group: list[Context], barrier: i
     # for the measurement and a skip (as the barrier must); the skip stops short of its end
     # (_phase_room), and the detailed run takes the change.
     for c in group:
-        _, left = c.phase_at(c.work_ns)
-        if left < 4 * per.ns:
+        if _phase_end(c) - c.work_ns < 4 * per.ns:
             return None
     d = ctx.driver
     if per.guest_rotations and len(group) == 1 and not ctx.just_ticked:
@@ -633,17 +631,29 @@ def _finish_sampling(eng: Engine, rq: CpuRq, w: Window, a: _Snap, b: _Snap, barr
     w.retired = retired
     c0 = a0.ctxs[0]
     dnow = b.now - a0.now
-    m = (barrier - b.now - 1) // dnow  # (no host event samples: begin; wraps: _apply)
-    m = min(m, _phase_room(a0, b))
     if ctx.workload.instructions is not None:
         dinst = cb.ctx[2] - c0.ctx[2]
         # the work's end is left to the detailed run, which ends it
-        m = min(m, (ctx.workload.instructions - ctx.instructions - 1) // dinst) \
-            if dinst > 0 else 0
+        if dinst <= 0 or (ctx.workload.instructions - ctx.instructions - 1) // dinst < 1:
+            _retry(rq, w, 1 << 62)  # no room before the end of the work: never again
+            return
+    m = (barrier - b.now - 1) // dnow  # (no host event samples: begin; wraps: _apply)
+    m = min(m, _phase_room(a0, b))
+    if ctx.workload.instructions is not None:
+        m = min(m, (ctx.workload.instructions - ctx.instructions - 1) // dinst)
     if m < 1:
-        _retry(rq, w, 1 << 62)  # no room before the barrier or the end of the work
+        # the barrier (a migration, the run's end) or the phase's end is near: windows again
+        # after a window's ticks (a permanent retry here lost every later phase)
+        _retry(rq, w, w.need_ticks)
         return
     _apply(eng, rq, a0, b, m, dnow, {}, w)
+
+
+def _phase_end(ctx: Context) -> int:
+    """Where the thread's workload next changes, in workload time (phases alike but for their
+    length are one; ``1 << 63``: never)."""
+    end = ctx.workload.steady_until(ctx.work_ns)
+    return 1 << 63 if end is None else end
 
 
 def _phase_room(a: _Snap, b: _Snap) -> int:

@@ -66,18 +66,15 @@ def _phase_changes(spec: ScenarioSpec, workload: str, secs: float) -> float:
     """About how many times a workload changes phase in ``secs`` (its phases repeat when
     all have a duration; a phase without one lasts to the end)."""
     wl = spec.workloads.get(workload)
-    if wl is None or len(wl.phases) < 2:
+    if wl is None:
         return 0.0
+    changes = wl.changes()  # phases alike but for their length are one
     durs = [ph.duration_ns for ph in wl.phases]
-    if any(d is None for d in durs):
-        n = 0
-        for d in durs:
-            if d is None:
-                break
-            n += 1
-        return float(n)
+    if not all(durs):  # no loop: the changes before the first phase without a length
+        last = next((i for i, d in enumerate(durs) if d is None), len(durs))
+        return float(sum(1 for i in changes if i <= last))
     total = sum(d or 0 for d in durs) / 1e9
-    return secs / total * len(durs) if total > 0 else 0.0
+    return secs / total * len(changes) if total > 0 else 0.0
 
 
 def check_sizes(spec: ScenarioSpec, *, fast_forward: bool = True) -> list[str]:

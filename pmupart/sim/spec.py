@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Literal
 
@@ -57,6 +57,46 @@ class Workload:
     @staticmethod
     def rates_of(m: dict[str | int, float]) -> tuple[tuple[int, float], ...]:
         return tuple(sorted((event_number(k), float(v)) for k, v in m.items()))
+
+    def changes(self) -> list[int]:
+        """Indexes ``i`` where phase ``i`` behaves differently from the one before it (rates,
+        CPI, kernel share; the duration aside), the phases looping when all have a duration:
+        where the workload really changes (``[]``: it never does)."""
+        ph = [replace(p, duration_ns=None) for p in self.phases]
+        loops = all(p.duration_ns for p in self.phases)
+        out = [i for i in range(1, len(ph)) if ph[i] != ph[i - 1]]
+        if loops and out and ph[0] != ph[-1]:
+            out.insert(0, 0)
+        return out
+
+    def steady_until(self, t: int) -> int | None:
+        """The workload time of the first change after workload time ``t`` (:meth:`changes`;
+        the engine's fast-forward skips no further), or None when it never changes again.
+        A phase without a duration lasts to the end; with all durations set the phases loop
+        (as ``Context.phase_at`` takes them)."""
+        durs = [p.duration_ns or 0 for p in self.phases]
+        n = len(durs)
+        loops = all(p.duration_ns for p in self.phases)
+        starts = [sum(durs[:i]) for i in range(n)]
+        total = sum(durs)
+        base = 0
+        changes = self.changes()
+        if loops:
+            base = t - t % total
+        else:
+            # the first phase without a duration lasts to the end: none after it is reached
+            last = next((i for i, p in enumerate(self.phases) if p.duration_ns is None), n)
+            changes = [i for i in changes if i <= last]
+        if not changes:
+            return None
+        for _ in range(2):  # this lap of the loop, then the next
+            for i in changes:
+                if base + starts[i] > t:
+                    return base + starts[i]
+            if not loops:
+                return None
+            base += total
+        return None  # pragma: no cover - a loop has a change in each lap
 
 
 class PerfMode(Enum):

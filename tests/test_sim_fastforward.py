@@ -27,6 +27,24 @@ def _spec(partition: bool) -> ScenarioSpec:
                                                     "BR_RETIRED"))),))
 
 
+def _shared(guest_events: int, vm_workload: Workload = WL, task_workload: Workload = WL
+            ) -> ScenarioSpec:
+    """One CPU that a partitioned vCPU (``guest perf stat`` on the first ``guest_events`` of
+    EV6; none for 0) and a host task share in 1 ms slices; the host counts EV6."""
+    from pmupart.sim import HostTaskSpec
+
+    vm = VmSpec("vm0", vcpus=1, workload="vm",
+                perf=PerfSession(EV6[:guest_events]) if guest_events else None,
+                partition=True, affinity=(0,))
+    return ScenarioSpec(
+        "ts", {"name": "t", "cluster": [{"core": "cortex-a720", "count": 1}]},
+        duration_ns=1_000_000_000, vms=(vm,),
+        workloads={"vm": vm_workload, "task": task_workload},
+        host_tasks=(HostTaskSpec("job", affinity=(0,), workload="task"),),
+        machine_options={"reserved_host_counters": 2, "kvm_options": KvmOptions()},
+        host_perf=(PerfSession(EV6),))
+
+
 @pytest.mark.parametrize("partition", [False, True], ids=["host-mux", "guest-mux"])
 def test_fast_forward_matches_the_detailed_run(partition: bool) -> None:
     """Emulated: 6 pinned guest events leave one counter to 4 host events (host rotation);
@@ -59,16 +77,7 @@ def test_fast_forward_on_a_time_shared_cpu(guest_events: int) -> None:
     with 6 guest events on 4 + 1 counters, the guest rotates at its ticks): the period
     includes the round robin; counts and verdict-relevant state match the detailed run
     within 0.1%."""
-    from pmupart.sim import HostTaskSpec
-
-    vm = VmSpec("vm0", vcpus=1, workload="compute", perf=PerfSession(EV6[:guest_events]),
-                partition=True, affinity=(0,))
-    spec = ScenarioSpec(
-        "ts", {"name": "t", "cluster": [{"core": "cortex-a720", "count": 1}]},
-        duration_ns=1_000_000_000, vms=(vm,), workloads={"compute": WL},
-        host_tasks=(HostTaskSpec("job", affinity=(0,), workload="compute"),),
-        machine_options={"reserved_host_counters": 2, "kvm_options": KvmOptions()},
-        host_perf=(PerfSession(EV6),))
+    spec = _shared(guest_events)
     fast = run_scenario(spec, fast_forward=True)
     slow = run_scenario(spec, fast_forward=False)
     assert fast.engine.fast_forwarded_ns > 500_000_000
@@ -143,21 +152,13 @@ def test_a_time_shared_cpu_in_phases_splits_its_time_as_the_detailed_run() -> No
     (almost all from the short phase) within 0.1% of the detailed run.  A window of one 2 ms
     period gave one thread ~800 ns of the other's time per period: 0.7% off here (found by
     review); windows of 16 ms make it a tenth."""
-    from pmupart.sim import HostTaskSpec
-
     rates = {"L1D_CACHE": 0.4, "BR_RETIRED": 0.15, "BR_MIS_PRED": 0.002}
     phased = Workload("compute", (
         Phase(450_000_000, Workload.rates_of({**rates, "L1D_CACHE_REFILL": 0.0005}),
               kernel_fraction=0.05),
         Phase(50_000_000, Workload.rates_of({**rates, "L1D_CACHE_REFILL": 0.3}),
               kernel_fraction=0.3)))
-    vm = VmSpec("vm0", vcpus=1, workload="compute", partition=True, affinity=(0,))
-    spec = ScenarioSpec(
-        "ts", {"name": "t", "cluster": [{"core": "cortex-a720", "count": 1}]},
-        duration_ns=1_000_000_000, vms=(vm,), workloads={"compute": phased},
-        host_tasks=(HostTaskSpec("job", affinity=(0,), workload="compute"),),
-        machine_options={"reserved_host_counters": 2, "kvm_options": KvmOptions()},
-        host_perf=(PerfSession(EV6),))
+    spec = _shared(0, phased, phased)
     fast = run_scenario(spec, fast_forward=True)
     slow = run_scenario(spec, fast_forward=False)
     assert fast.engine.fast_forwarded_ns > 700_000_000
@@ -175,8 +176,6 @@ def test_a_rotating_guest_on_a_time_shared_cpu_keeps_its_counters_phase() -> Non
     counts and retired work within 0.1% of the detailed run."""
     import dataclasses
 
-    from pmupart.sim import HostTaskSpec
-
     p0 = WL.phases[0]
     phased = Workload("phased", (
         dataclasses.replace(p0, duration_ns=170_000_000),
@@ -184,20 +183,9 @@ def test_a_rotating_guest_on_a_time_shared_cpu_keeps_its_counters_phase() -> Non
                             rates=Workload.rates_of({"L1D_CACHE": 0.4,
                                                      "L1D_CACHE_REFILL": 0.3}))))
 
-    def spec(events: int) -> ScenarioSpec:
-        vm = VmSpec("vm0", vcpus=1, workload="compute", perf=PerfSession(EV6[:events]),
-                    partition=True, affinity=(0,))
-        return ScenarioSpec(
-            "ts", {"name": "t", "cluster": [{"core": "cortex-a720", "count": 1}]},
-            duration_ns=1_000_000_000, vms=(vm,),
-            workloads={"compute": WL, "phased": phased},
-            host_tasks=(HostTaskSpec("job", affinity=(0,), workload="phased"),),
-            machine_options={"reserved_host_counters": 2, "kvm_options": KvmOptions()},
-            host_perf=(PerfSession(EV6),))
-
-    fast = run_scenario(spec(6), fast_forward=True)
-    slow = run_scenario(spec(6), fast_forward=False)
-    four = run_scenario(spec(4), fast_forward=True)
+    fast = run_scenario(_shared(6, WL, phased), fast_forward=True)
+    slow = run_scenario(_shared(6, WL, phased), fast_forward=False)
+    four = run_scenario(_shared(4, WL, phased), fast_forward=True)
     assert fast.engine.fast_forwarded_ns >= four.engine.fast_forwarded_ns > 600_000_000
     for ea, eb in zip(fast.vms[0].events, slow.vms[0].events, strict=True):
         assert abs(ea.count - eb.count) <= 1e-3 * eb.count, (ea, eb)

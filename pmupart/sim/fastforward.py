@@ -567,25 +567,36 @@ def _finish_host_sampling(eng: Engine, rq: CpuRq, w: Window, a: _Snap, b: _Snap,
         return
     st = (sum(few), b.host[4] - a.host[4], sum(cb.ctx[2] - ca.ctx[2] for ca, cb in
                                              zip(a.ctxs, b.ctxs, strict=True)), b.now - a.now)
-    prev = w.prev
-    if prev is None or prev[3] != w.periods or _off(prev[1], st) \
-            or _phase_room(prev[0], b) < 0:
-        rq.ff_prev = (a, [st], w.retired, w.periods)
+    a0 = _chain(rq, w, a, b, st, w.periods)
+    if a0 is None:
         return
-    a0, chain, retired, periods = prev
-    chain.append(st)
-    for key, evc in w.retired.items():
-        retired.setdefault(key, Counter()).update(evc)
-    if not _steady(chain):
-        rq.ff_prev = (a0, chain, retired, periods)
-        return
-    rq.ff_prev = None
     m, ghw = _skips(eng, rq, w, a0, b, barrier, w.sampled)
     if m < 1:
         rq.ff_blocked_until = b.now + 2 * w.period
         return
-    w.retired = retired
     _apply(eng, rq, a0, b, m, b.now - a0.now, ghw, w)
+
+
+def _chain(rq: CpuRq, w: Window, a: _Snap, b: _Snap, st: tuple[int, int, int, int],
+           key: int) -> _Snap | None:
+    """Add the window from ``a`` to ``b`` (its figures ``st``) to the chain of back-to-back
+    windows before it (alike in ``key``, the ticks or periods a window holds, and in phase).
+    Returns the chain's start once its mean is known (:func:`_steady`; ``w.retired`` then
+    holds the chain's work), else None: the chain goes on in ``rq.ff_prev``, or a window far
+    from its mean, of another kind or in another phase starts a new one."""
+    prev = w.prev
+    if prev is None or prev[3] != key or _off(prev[1], st) or _phase_room(prev[0], b) < 0:
+        rq.ff_prev = (a, [st], w.retired, key)
+        return None
+    a0, chain, retired, _ = prev
+    chain.append(st)
+    for k, evc in w.retired.items():
+        retired.setdefault(k, Counter()).update(evc)
+    if not _steady(chain):
+        rq.ff_prev = (a0, chain, retired, key)
+        return None
+    w.retired = retired
+    return a0
 
 
 def _same_shape(rq: CpuRq, w: Window, a: _Snap, b: _Snap, runnable: list[Context],
@@ -656,20 +667,9 @@ def _finish_sampling(eng: Engine, rq: CpuRq, w: Window, a: _Snap, b: _Snap, barr
     if ca.phase_end != cb.phase_end:  # the window ran into the next phase
         _retry(rq, w, w.need_ticks)
         return
-    st = _stats(a, b)
-    prev = w.prev
-    if prev is None or cb.drv["ticks"] - ca.drv["ticks"] != prev[3] or _off(prev[1], st) \
-            or prev[0].ctxs[0].phase_end != cb.phase_end:
-        rq.ff_prev = (a, [st], w.retired, cb.drv["ticks"] - ca.drv["ticks"])
+    a0 = _chain(rq, w, a, b, _stats(a, b), cb.drv["ticks"] - ca.drv["ticks"])
+    if a0 is None:
         return
-    a0, chain, retired, ticks = prev
-    chain.append(st)
-    for key, evc in w.retired.items():
-        retired.setdefault(key, Counter()).update(evc)
-    if not _steady(chain):
-        rq.ff_prev = (a0, chain, retired, ticks)
-        return
-    w.retired = retired
     c0 = a0.ctxs[0]
     dnow = b.now - a0.now
     if ctx.workload.instructions is not None:

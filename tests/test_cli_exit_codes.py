@@ -94,7 +94,8 @@ def test_a_long_run_is_warned_about_with_its_estimate() -> None:
     spec = load_scenario(EX / "cover-letter-record.toml")
     assert check_sizes(spec) == []
     long = dataclasses.replace(spec, duration_ns=3600 * 10**9)
-    (w,) = check_sizes(long)
+    assert check_sizes(long) == []  # skipped ahead by sampling windows (120 s: 2.2 s wall)
+    (w,) = check_sizes(long, fast_forward=False)
     assert "may take about" in w and "min of wall time" in w
 
 
@@ -178,3 +179,25 @@ def test_the_estimate_knows_that_phases_restart_sampling_windows() -> None:
     assert len(check_sizes(two)) == 1
     assert estimate_wall_s(phased(ph, ph)) == pytest.approx(estimate_wall_s(spec))
     assert check_sizes(phased(ph)) == []
+
+
+def test_the_estimate_knows_host_sampling_windows() -> None:
+    """Ten minutes of host ``perf record -a -F 1000`` on 8 CPUs beside guests counting: host
+    sampling windows skip it after a warm-up, so no warning; with fast-forward off, or with a
+    guest perf record too (guest and host sampling windows do not mix), every sample is
+    simulated: a warning."""
+    import dataclasses
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_engine
+
+    from pmupart.sim import PerfMode, PerfSession
+    from pmupart.sim.limits import check_sizes
+
+    spec = bench_engine.spec("host-record", 600.0)
+    assert check_sizes(spec) == []
+    assert len(check_sizes(spec, fast_forward=False)) == 1
+    rec = PerfSession(bench_engine.GUEST_EVENTS[:2], mode=PerfMode.RECORD, freq=1000)
+    both = dataclasses.replace(spec, vms=tuple(dataclasses.replace(v, perf=rec)
+                                               for v in spec.vms))
+    assert len(check_sizes(both)) == 1

@@ -12,7 +12,7 @@
   own is simulated in detail only until the engine's sampling windows have found it steady
   (about :data:`SAMPLING_WARMUP_S` after its start, after each migration and after each
   change of its workload's phase, ``pmupart/sim/fastforward.py``); the rest is skipped
-  ahead.
+  ahead.  A host ``perf record`` is skipped ahead the same way (host sampling windows).
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ WARN_WALL_S = 60.0
 #: simulated per wall second, and CPU-seconds of simulated time per wall second
 SAMPLES_PER_WALL_S = 20_000
 CPU_S_PER_WALL_S = 20.0
+#: ... and CPU-seconds skipped ahead per wall second by the fast-forward (measured: 4,500 on
+#: the contended engine benchmark, 7,500 uncontended; benchmarks/bench_engine.py)
+FF_CPU_S_PER_WALL_S = 2000.0
 #: simulated seconds a sampling vCPU runs in detail before its sampling windows skip ahead:
 #: a rotation cycle to settle and two alike windows (0.24-0.29 s on the cover-letter runs)
 SAMPLING_WARMUP_S = 0.3
@@ -41,25 +44,33 @@ def estimate_wall_s(spec: ScenarioSpec, *, fast_forward: bool = True) -> float:
         ncpus = sum(int(c.get("count", 1)) for c in topo["cluster"] if isinstance(c, dict)) \
             or ncpus
     threads = sum(vm.vcpus for vm in spec.vms) + sum(t.count for t in spec.host_tasks)
-    moves = 0.0
-    if fast_forward and threads <= ncpus:  # each vCPU can have a CPU to itself
-        mig = spec.migration
-        moves = secs / (mig.interval_ns / 1e9) if mig.policy is not MigrationPolicy.NONE else 0.0
+    mig = spec.migration
+    moves = secs / (mig.interval_ns / 1e9) if mig.policy is not MigrationPolicy.NONE else 0.0
     samples = 0.0
+    # guest and host sampling windows do not mix: with both, every sample is in detail
+    host_rec = any(p.mode is PerfMode.RECORD for p in spec.host_perf)
+    guest_rec = any(vm.perf is not None and vm.perf.mode is PerfMode.RECORD for vm in spec.vms)
     for vm in spec.vms:
         p = vm.perf
         if p is not None and p.mode is PerfMode.RECORD:
             detailed = secs
-            if fast_forward and threads <= ncpus:
+            if fast_forward and threads <= ncpus and not host_rec:
                 changes = _phase_changes(spec, vm.workload, secs)
                 detailed = min(secs, SAMPLING_WARMUP_S * (1 + moves + changes))
             rate = p.freq if p.freq else 2e9 / max(1, p.period)
             samples += rate * len(p.events) * detailed * vm.vcpus
+    # what runs in detail on each CPU: a warm-up after the start, each migration and each
+    # change of phase (the rest is skipped ahead), or all of it
+    host_detailed = secs
+    if fast_forward:
+        changes = max((_phase_changes(spec, w, secs) for w in spec.workloads), default=0.0)
+        host_detailed = min(secs, SAMPLING_WARMUP_S * (1 + moves + changes))
     for p in spec.host_perf:
-        if p.mode is PerfMode.RECORD:
+        if p.mode is PerfMode.RECORD:  # host sampling windows (fastforward.py)
             rate = p.freq if p.freq else 2e9 / max(1, p.period)
-            samples += rate * len(p.events) * secs * ncpus
-    return samples / SAMPLES_PER_WALL_S + secs * ncpus / CPU_S_PER_WALL_S
+            samples += rate * len(p.events) * (secs if guest_rec else host_detailed) * ncpus
+    return (samples / SAMPLES_PER_WALL_S + host_detailed * ncpus / CPU_S_PER_WALL_S
+            + (secs - host_detailed) * ncpus / FF_CPU_S_PER_WALL_S)
 
 
 def _phase_changes(spec: ScenarioSpec, workload: str, secs: float) -> float:

@@ -299,7 +299,14 @@ class Engine:
         phase, left = ctx.phase_at(ctx.work_ns)
         stop = min(stop, now + max(1, left))
         dt = max(1, stop - now)
-        self._run(ctx, cpu, phase, dt, rq.slice_end if len(runnable) > 1 else None)
+        wall_stop = rq.slice_end if len(runnable) > 1 else None
+        w = rq.ff_window
+        if w is not None and w.host_sampling and len(w.group) == 1 and now < w.end_ns:
+            # a host sampling window is whole periods of wall time: its last block is cut at
+            # its end, overheads included (else every window ran over by its samples' cost,
+            # and the skip moved the rotation's phase: counts 0.3% off; found by review)
+            wall_stop = w.end_ns if wall_stop is None else min(wall_stop, w.end_ns)
+        self._run(ctx, cpu, phase, dt, wall_stop)
         rq.busy_ns += hc.now_ns - now
         if ctx.driver is not None and ctx.guest is not None and \
                 hc.now_ns >= ctx.next_tick_ns:
@@ -366,7 +373,9 @@ class Engine:
         ``stop_ns``).  Before this, the tick came at the end of the block of work it fell
         in, so a guest spending 40% of its time in traps ticked every 7 ms, not 4.  A thread
         sharing its CPU is cut at the end of its time slice the same way (the scheduler's
-        slice is wall time: a vCPU that loses time to traps does not get a longer one)."""
+        slice is wall time: a vCPU that loses time to traps does not get a longer one), and a
+        block at the end of a host sampling window of the fast-forward (``slice_end``: the
+        earlier of the two)."""
         hc = self.host.cpus[cpu]
         core = hc.core
         start = hc.now_ns

@@ -306,7 +306,7 @@ class Engine:
             # its end, overheads included (else every window ran over by its samples' cost,
             # and the skip moved the rotation's phase: counts 0.3% off; found by review)
             wall_stop = w.end_ns if wall_stop is None else min(wall_stop, w.end_ns)
-        self._run(ctx, cpu, phase, dt, wall_stop)
+        self._run(ctx, cpu, phase, dt, wall_stop, barrier)
         rq.busy_ns += hc.now_ns - now
         if ctx.driver is not None and ctx.guest is not None and \
                 hc.now_ns >= ctx.next_tick_ns:
@@ -363,7 +363,7 @@ class Engine:
         return runnable[0]
 
     def _run(self, ctx: Context, cpu: int, phase: Phase, dt: int,
-             slice_end: int | None = None) -> None:
+             slice_end: int | None = None, barrier: int | None = None) -> None:
         """Retire ``dt`` of the context's workload: user part then kernel part, after what an
         earlier block left for after the guest's tick (:attr:`Context.carry`).
 
@@ -406,11 +406,13 @@ class Engine:
         if slice_end is not None:
             stop = slice_end if stop is None else min(stop, slice_end)
         if stop is None:
-            # No timer cuts this block: the run ends at its duration, and a block whose
-            # overheads (interrupts, traps) would carry it past the end is cut there, as at
-            # a tick; its rest is never retired.  (Uncut, a run with a host perf record and
-            # nothing else to stop it ended its 1 s 0.6% late, its counts 0.6% high.)
-            stop = self.duration_ns
+            # No timer cuts this block: the run ends at its duration and a migration happens
+            # at its time (the barrier), so a block whose overheads (interrupts, traps) would
+            # carry it past either is cut there, as at a tick; its rest is retired after the
+            # migration, on the thread's new CPU, or never at the end.  (Uncut, a run with a
+            # host perf record and nothing else to stop it ended its 1 s 0.6% late, its
+            # counts 0.6% high; a thread ran 2-3 ms of each 500 ms on the CPU it had left.)
+            stop = self.duration_ns if barrier is None else min(barrier, self.duration_ns)
         for k, (el, evs) in enumerate(todo):
             if not any(evs.values()):
                 continue

@@ -384,8 +384,8 @@ def begin(eng: Engine, rq: CpuRq, ctx: Context, group: list[Context], barrier: i
         k = k_min = max(1, -(-TIMESHARED_WINDOW_NS // per.ns))
     if per.host_sampling:
         k = max(k, rq.ff_periods)
-    if barrier - now < 8 * k * per.ns:
-        return None
+    if barrier - now < 4 * k * per.ns:
+        return None  # room for the measurement, two measured stretches and one to spare
     # A fixed amount of work ends inside the stretch; a sampling window bounds its skip by
     # the work left (finish), an exact period does not run with it.
     if not per.sampling and any(c.workload.instructions is not None for c in group):

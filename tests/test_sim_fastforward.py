@@ -7,6 +7,7 @@ import pytest
 from pmupart.arch.events import event_number as E
 from pmupart.kvm.options import KvmOptions  # the intent design
 from pmupart.sim import PerfSession, Phase, ScenarioSpec, VmSpec, Workload, run_scenario
+from pmupart.sim.session import RunResult
 
 EV6 = tuple(E(x) for x in ("CPU_CYCLES", "INST_RETIRED", "L1D_CACHE", "L1D_CACHE_REFILL",
                            "BR_RETIRED", "BR_MIS_PRED"))
@@ -25,6 +26,27 @@ def _spec(partition: bool) -> ScenarioSpec:
                          **({"reserved_host_counters": 4} if partition else {})},
         host_perf=(PerfSession(tuple(E(x) for x in ("CPU_CYCLES", "INST_RETIRED", "L1D_CACHE",
                                                     "BR_RETIRED"))),))
+
+
+def _same_guest_counts_and_work(fast: RunResult, slow: RunResult) -> None:
+    """Every guest event's count and every thread's retired work within 0.1% of the
+    detailed run."""
+    for va, vb in zip(fast.vms, slow.vms, strict=True):
+        for ea, eb in zip(va.events, vb.events, strict=True):
+            assert abs(ea.count - eb.count) <= 1e-3 * eb.count, (ea, eb)
+    for ca, cb in zip(fast.contexts, slow.contexts, strict=True):
+        for k, v in cb.truth.items():
+            assert abs(ca.truth[k] - v) <= 1e-3 * v, (ca.name, k, ca.truth[k], v)
+
+
+def _two_phases(first_ms: int, second_ms: int, refills: tuple[float, float],
+                kernel: tuple[float, float] = (0.05, 0.3)) -> Workload:
+    """The test workload in two phases that differ in cache refills and kernel time."""
+    rates = {"L1D_CACHE": 0.4, "BR_RETIRED": 0.15, "BR_MIS_PRED": 0.002}
+    return Workload("compute", tuple(
+        Phase(ms * 1_000_000, Workload.rates_of({**rates, "L1D_CACHE_REFILL": r}),
+              kernel_fraction=k)
+        for ms, r, k in zip((first_ms, second_ms), refills, kernel, strict=True)))
 
 
 def _shared(guest_events: int, vm_workload: Workload = WL, task_workload: Workload = WL
@@ -99,12 +121,7 @@ def test_fast_forward_inside_each_phase_of_a_phased_workload() -> None:
     retire the old phase's rates there: the refills came out 4% off)."""
     import dataclasses
 
-    rates = {"L1D_CACHE": 0.4, "BR_RETIRED": 0.15, "BR_MIS_PRED": 0.002}
-    phased = Workload("compute", (
-        Phase(500_000_000, Workload.rates_of({**rates, "L1D_CACHE_REFILL": 0.01}),
-              kernel_fraction=0.05),
-        Phase(250_000_000, Workload.rates_of({**rates, "L1D_CACHE_REFILL": 0.2}),
-              kernel_fraction=0.3)))
+    phased = _two_phases(500, 250, (0.01, 0.2))
     spec = dataclasses.replace(_spec(True), duration_ns=2_000_000_000,
                                workloads={"compute": phased})
     fast = run_scenario(spec, fast_forward=True)
@@ -141,12 +158,7 @@ def test_fast_forward_between_migrations(interval_ms: int, skipped: float) -> No
     slow = run_scenario(spec, fast_forward=False)
     assert fast.engine.fast_forwarded_ns > skipped * 4_800_000_000  # of 4.8 CPU-seconds
     assert fast.engine.migrations == slow.engine.migrations > 10
-    for va, vb in zip(fast.vms, slow.vms, strict=True):
-        for ea, eb in zip(va.events, vb.events, strict=True):
-            assert abs(ea.count - eb.count) <= 1e-3 * eb.count, (ea, eb)
-    for ca, cb in zip(fast.contexts, slow.contexts, strict=True):
-        for k, v in cb.truth.items():
-            assert abs(ca.truth[k] - v) <= 1e-3 * v, (k, ca.truth[k], v)
+    _same_guest_counts_and_work(fast, slow)
 
 
 def test_a_time_shared_cpu_in_phases_splits_its_time_as_the_detailed_run() -> None:
@@ -155,12 +167,7 @@ def test_a_time_shared_cpu_in_phases_splits_its_time_as_the_detailed_run() -> No
     (almost all from the short phase) within 0.1% of the detailed run.  A window of one 2 ms
     period gave one thread ~800 ns of the other's time per period: 0.7% off here (found by
     review); windows of 16 ms make it a tenth."""
-    rates = {"L1D_CACHE": 0.4, "BR_RETIRED": 0.15, "BR_MIS_PRED": 0.002}
-    phased = Workload("compute", (
-        Phase(450_000_000, Workload.rates_of({**rates, "L1D_CACHE_REFILL": 0.0005}),
-              kernel_fraction=0.05),
-        Phase(50_000_000, Workload.rates_of({**rates, "L1D_CACHE_REFILL": 0.3}),
-              kernel_fraction=0.3)))
+    phased = _two_phases(450, 50, (0.0005, 0.3))
     spec = _shared(0, phased, phased)
     fast = run_scenario(spec, fast_forward=True)
     slow = run_scenario(spec, fast_forward=False)
@@ -332,12 +339,7 @@ def test_host_sampling_windows_match_the_detailed_run(partition: bool) -> None:
             assert abs(ha.time_running - hb.time_running) <= 1e-3 * hb.time_running
     ia, ib = fast.machine.host.stats.pmu_irqs, slow.machine.host.stats.pmu_irqs
     assert abs(ia - ib) <= 0.01 * ib
-    for va, vb in zip(fast.vms, slow.vms, strict=True):
-        for ea, eb in zip(va.events, vb.events, strict=True):
-            assert abs(ea.count - eb.count) <= 1e-3 * eb.count, (ea, eb)
-    for ca, cb in zip(fast.contexts, slow.contexts, strict=True):
-        for k, v in cb.truth.items():
-            assert abs(ca.truth[k] - v) <= 1e-3 * v, (k, ca.truth[k], v)
+    _same_guest_counts_and_work(fast, slow)
     ta = sum(fast.machine.host.stats.el2_cycles.values())
     tb = sum(slow.machine.host.stats.el2_cycles.values())
     assert abs(ta - tb) <= 0.02 * tb

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from functools import lru_cache
 from typing import Any, Literal
 
 from pmupart.arch.events import event_number
@@ -62,12 +63,7 @@ class Workload:
         """Indexes ``i`` where phase ``i`` behaves differently from the one before it (rates,
         CPI, kernel share; the duration aside), the phases looping when all have a duration:
         where the workload really changes (``[]``: it never does)."""
-        ph = [replace(p, duration_ns=None) for p in self.phases]
-        loops = all(p.duration_ns for p in self.phases)
-        out = [i for i in range(1, len(ph)) if ph[i] != ph[i - 1]]
-        if loops and out and ph[0] != ph[-1]:
-            out.insert(0, 0)
-        return out
+        return list(_changes(self.phases))
 
     def steady_until(self, t: int) -> int | None:
         """The workload time of the first change after workload time ``t`` (:meth:`changes`;
@@ -97,6 +93,17 @@ class Workload:
                 return None
             base += total
         return None  # pragma: no cover - a loop has a change in each lap
+
+
+@lru_cache(maxsize=256)
+def _changes(phases: tuple[Phase, ...]) -> tuple[int, ...]:
+    """:meth:`Workload.changes`, once per tuple of phases (the fast-forward asks at every
+    window it opens and every snapshot it takes)."""
+    ph = [replace(p, duration_ns=None) for p in phases]
+    out = [i for i in range(1, len(ph)) if ph[i] != ph[i - 1]]
+    if all(p.duration_ns for p in phases) and out and ph[0] != ph[-1]:
+        out.insert(0, 0)
+    return tuple(out)
 
 
 class PerfMode(Enum):
